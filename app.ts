@@ -1,0 +1,53 @@
+import type { FastifyPluginAsync, FastifyServerOptions } from 'fastify'
+import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
+import { DEFAULT_MAX_KEY_BYTES, type ConfigStore, type KvConfig } from './lib/config.js'
+import type { GeneratedKey } from './lib/registry.js'
+import authPlugin from './plugins/auth.js'
+import configPlugin from './plugins/config.js'
+import docsPlugin from './plugins/docs.js'
+import envelopePlugin from './plugins/envelope.js'
+import storagePlugin from './plugins/storage.js'
+import projectRoutes from './routes/projects.js'
+import statusRoutes from './routes/status.js'
+import storeRoutes from './routes/store.js'
+
+export interface AppOptions {
+  /** Path of config.json; default SIMPLE_KV_CONFIG, else ./config.json. */
+  configPath?: string
+  /** A config object held in memory instead of a file (changes are not saved). */
+  config?: KvConfig
+  /** Folder a `config` object's storage path is relative to (default: the working directory). */
+  baseDir?: string
+  /** An already loaded config store. */
+  configStore?: ConfigStore
+  /** Serve /openapi.json and Swagger UI at /docs (default true). Turn off to leave docs to the host. */
+  docs?: boolean
+  /** Receives keys generated at start-up; default: printed once to stdout. */
+  onGeneratedKeys?: (keys: GeneratedKey[]) => void
+  /** The prefix the host registers the app under; needed by Swagger UI to find its assets. */
+  prefix?: string
+}
+
+/**
+ * Server options the app needs from its host: store keys up to the configured
+ * length travel as path parameters, which Fastify caps at 100 characters by default.
+ */
+export function serverOptions (maxKeyBytes = DEFAULT_MAX_KEY_BYTES): Pick<FastifyServerOptions, 'routerOptions'> {
+  // A percent-encoded UTF-8 byte takes up to 3 characters.
+  return { routerOptions: { maxParamLength: maxKeyBytes * 3 } }
+}
+
+/** The whole service as one plugin. Register it with a prefix to embed it in another Fastify app. */
+const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
+  fastify.setValidatorCompiler(TypeBoxValidatorCompiler)
+  await fastify.register(configPlugin, opts)
+  await fastify.register(storagePlugin, opts)
+  await fastify.register(authPlugin)
+  await fastify.register(envelopePlugin)
+  if (opts.docs !== false) await fastify.register(docsPlugin, { prefix: opts.prefix })
+  await fastify.register(statusRoutes)
+  await fastify.register(projectRoutes)
+  await fastify.register(storeRoutes)
+}
+
+export default app

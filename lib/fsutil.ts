@@ -1,0 +1,43 @@
+import { randomBytes } from 'node:crypto'
+import { open, rename, unlink, mkdir } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+
+export const FILE_MODE = 0o600
+export const DIR_MODE = 0o700
+
+export async function fsyncDir (dir: string): Promise<void> {
+  const handle = await open(dir, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+export async function ensureDir (dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: DIR_MODE })
+}
+
+/**
+ * Replace `file` with `data` so that a reader (or a crash) sees either the old
+ * or the new content, never a mix: temp file in the same folder, fsync, rename,
+ * fsync of the folder.
+ */
+export async function writeFileAtomic (file: string, data: string | Uint8Array): Promise<void> {
+  const dir = dirname(file)
+  const tmp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`)
+  const handle = await open(tmp, 'wx', FILE_MODE)
+  try {
+    try {
+      await handle.writeFile(data)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await rename(tmp, file)
+  } catch (err) {
+    await unlink(tmp).catch(() => {})
+    throw err
+  }
+  await fsyncDir(dir)
+}

@@ -1,0 +1,50 @@
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
+export type JsonType = 'string' | 'number' | 'boolean' | 'null' | 'object' | 'array'
+
+export interface KvRecord {
+  value: JsonValue
+  created_at: number
+  updated_at: number
+  size_bytes: number
+  type: JsonType
+}
+
+export function jsonType (value: unknown): JsonType {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'array'
+  const t = typeof value
+  if (t === 'string' || t === 'number' || t === 'boolean') return t
+  return 'object'
+}
+
+/** UTF-8 length of a string, or of the compact JSON text of any other value. */
+export function sizeBytes (value: JsonValue): number {
+  return Buffer.byteLength(typeof value === 'string' ? value : JSON.stringify(value), 'utf8')
+}
+
+export function nowSeconds (): number {
+  return Math.floor(Date.now() / 1000)
+}
+
+export function makeRecord (value: JsonValue, previous: KvRecord | undefined, now = nowSeconds()): KvRecord {
+  return {
+    value,
+    created_at: previous?.created_at ?? now,
+    updated_at: now,
+    size_bytes: sizeBytes(value),
+    type: jsonType(value)
+  }
+}
+
+/**
+ * A record as read from a store file (ours or Simple-PyKV's, which has no
+ * `type`). Returns null when the entry is not a record at all.
+ */
+export function recordFromFile (raw: unknown, now = nowSeconds()): KvRecord | null {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || !Object.hasOwn(raw, 'value')) return null
+  const r = raw as Record<string, unknown>
+  const value = r.value as JsonValue
+  const created = typeof r.created_at === 'number' && Number.isFinite(r.created_at) ? Math.floor(r.created_at) : now
+  const updated = typeof r.updated_at === 'number' && Number.isFinite(r.updated_at) ? Math.floor(r.updated_at) : created
+  return { value, created_at: created, updated_at: updated, size_bytes: sizeBytes(value), type: jsonType(value) }
+}

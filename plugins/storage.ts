@@ -1,0 +1,27 @@
+import fp from 'fastify-plugin'
+import { formatGeneratedKeys } from '../lib/console.js'
+import { Registry, type GeneratedKey } from '../lib/registry.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    kv: Registry
+  }
+}
+
+export interface StoragePluginOptions {
+  /** Receives keys generated at start-up, once; default: printed to stdout in a box, never logged. */
+  onGeneratedKeys?: (keys: GeneratedKey[]) => void
+}
+
+export default fp<StoragePluginOptions>(async (fastify, opts) => {
+  const { registry, generated } = await Registry.open(fastify.kvConfig)
+  fastify.decorate('kv', registry)
+  fastify.addHook('onClose', async () => { await registry.close() })
+  if (generated.length > 0) {
+    const show = opts.onGeneratedKeys ?? ((keys: GeneratedKey[]) => { process.stdout.write(formatGeneratedKeys(keys)) })
+    show(generated)
+  }
+  for (const scope of [{ name: 'system', enabled: registry.systemAuth.enabled }, ...(fastify.kvConfig.config.projects ?? []).map(p => ({ name: `project '${p.id}'`, enabled: p.authentication?.enabled ?? true }))]) {
+    if (!scope.enabled) fastify.log.warn(`authentication is DISABLED for ${scope.name}: anyone who can reach the server can use it`)
+  }
+}, { name: 'kv-storage', fastify: '5.x', dependencies: ['kv-config'] })
