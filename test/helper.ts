@@ -1,0 +1,70 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Fastify, { type FastifyInstance } from 'fastify'
+import app, { serverOptions, type AppOptions } from '../app.js'
+import type { KvConfig } from '../lib/config.js'
+import type { GeneratedKey } from '../lib/registry.js'
+
+/** Keys the test configs store in plain text (save_api_key_to_config), so tests need no argon2 run. */
+export const SYSTEM_KEY = 'system-test-key-0123456789abcdefghijklmnopq'
+export const PROJECT_KEY = 'project-test-key-0123456789abcdefghijklmnop'
+
+export interface Tap {
+  testdir?: (fixture?: Record<string, unknown>) => string
+  teardown: (fn: () => unknown) => void
+}
+
+export function tempDir (t: Tap): string {
+  return t.testdir?.() ?? mkdtempSync(join(tmpdir(), 'simple-kv-test-'))
+}
+
+/** A config with the system scope and one project `p1`, all keys in plain text. */
+export function testConfig (overrides: (c: KvConfig) => void = () => {}): KvConfig {
+  const config: KvConfig = {
+    version: 1,
+    system: {
+      storage: { persistent_file_path: 'storage_data' },
+      authentication: { enabled: true, save_api_key_to_config: true, api_key: SYSTEM_KEY },
+      security: { project_discoverable: true }
+    },
+    projects: [{
+      id: 'p1',
+      storage: { on_disk: true },
+      authentication: { enabled: true, save_api_key_to_config: true, api_key: PROJECT_KEY },
+      security: { keys_and_values_discoverable: true }
+    }]
+  }
+  overrides(config)
+  return config
+}
+
+export interface Built {
+  app: FastifyInstance
+  dir: string
+  configPath: string
+  generated: GeneratedKey[]
+}
+
+/**
+ * The app in a bare Fastify instance, on a config file in a fresh folder,
+ * closed when the test ends. Pass `config: null` to start without a file.
+ */
+export async function build (t: Tap, opts: { config?: KvConfig | null, dir?: string, app?: AppOptions } = {}): Promise<Built> {
+  const dir = opts.dir ?? tempDir(t)
+  const configPath = join(dir, 'config.json')
+  if (opts.config !== null && opts.dir === undefined) writeFileSync(configPath, JSON.stringify(opts.config ?? testConfig(), null, 2))
+  const generated: GeneratedKey[] = []
+  const fastify = Fastify({ ...serverOptions() })
+  t.teardown(async () => { await fastify.close() })
+  await fastify.register(app, { configPath, onGeneratedKeys: keys => { generated.push(...keys) }, ...opts.app })
+  await fastify.ready()
+  return { app: fastify, dir, configPath, generated }
+}
+
+export function bearer (key: string): Record<string, string> {
+  return { authorization: `Bearer ${key}` }
+}
+
+export const sys = bearer(SYSTEM_KEY)
+export const proj = bearer(PROJECT_KEY)
