@@ -76,7 +76,10 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => {
     const { id, key } = request.params
     if (Buffer.byteLength(key) > maxKeyBytes) throw new KvError(413, `Key is longer than the maximum of ${maxKeyBytes} bytes`)
-    if (request.body === undefined) throw new KvError(400, EMPTY_BODY)
+    // Without a content type Fastify skips parsing an empty body, leaving it unset.
+    if (request.body === undefined || (request.headers['content-type'] === undefined && typeof request.body !== 'string')) {
+      throw new KvError(400, EMPTY_BODY)
+    }
     await project(request).store.set(key, request.body as JsonValue)
     return respond(request, reply, 200, `Key '${key}' set successfully in project '${id}' store`)
   })
