@@ -1,0 +1,80 @@
+import t from 'tap'
+import { ScopeAuth, constantTimeEqual, generateApiKey, hashApiKey, presentedKey, verifyHash } from '../../lib/keys.js'
+
+t.test('generated keys are 43 characters of base64url and distinct', async t => {
+  const keys = new Set(Array.from({ length: 100 }, () => generateApiKey()))
+  t.equal(keys.size, 100)
+  for (const k of keys) t.match(k, /^[A-Za-z0-9_-]{43}$/)
+})
+
+t.test('argon2id hashes verify their key only', async t => {
+  const hash = await hashApiKey('k1')
+  t.match(hash, /^\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$/)
+  t.equal(await verifyHash(hash, 'k1'), true)
+  t.equal(await verifyHash(hash, 'k2'), false)
+  t.equal(await verifyHash('$argon2id$v=19$m=19456,t=2,p=1$bad$bad', 'k1'), false, 'a broken hash is a mismatch, not a throw')
+})
+
+t.test('a verified key is served from the digest cache, not argon2 again', async t => {
+  const argon2 = await import('@node-rs/argon2')
+  let verifies = 0
+  const keys = await t.mockImport<typeof import('../../lib/keys.js')>('../../lib/keys.js', {
+    '@node-rs/argon2': { ...argon2, verify: async (...args: Parameters<typeof argon2.verify>) => { verifies++; return await argon2.verify(...args) } }
+  })
+  const hash = await keys.hashApiKey('cached-key')
+  const auth = new keys.ScopeAuth({ enabled: true, api_key_hash: hash })
+  t.equal(await auth.check('cached-key'), true)
+  for (let i = 0; i < 50; i++) t.equal(await auth.check('cached-key'), true)
+  t.equal(verifies, 1, 'one argon2 run for 51 checks')
+  t.equal(await auth.check('other'), false)
+  t.equal(await auth.check('other'), false)
+  t.equal(verifies, 2, 'a rejected key is remembered too')
+  t.equal(await auth.check(undefined), false)
+  t.equal(await auth.check(''), false)
+  t.equal(verifies, 2)
+  const fresh = new keys.ScopeAuth({ enabled: true, api_key_hash: await keys.hashApiKey('new-key') })
+  t.equal(await fresh.check('cached-key'), false, 'a new ScopeAuth (regenerated key) forgets the old key')
+})
+
+t.test('concurrent checks of one new key share one verification', async t => {
+  const argon2 = await import('@node-rs/argon2')
+  let verifies = 0
+  const keys = await t.mockImport<typeof import('../../lib/keys.js')>('../../lib/keys.js', {
+    '@node-rs/argon2': { ...argon2, verify: async (...args: Parameters<typeof argon2.verify>) => { verifies++; return await argon2.verify(...args) } }
+  })
+  const auth = new keys.ScopeAuth({ enabled: true, api_key_hash: await keys.hashApiKey('shared') })
+  const results = await Promise.all(Array.from({ length: 20 }, async () => await auth.check('shared')))
+  t.ok(results.every(Boolean))
+  t.equal(verifies, 1)
+})
+
+t.test('malformed keys are rejected without hashing', async t => {
+  const hash = await hashApiKey('fine')
+  const auth = new ScopeAuth({ enabled: true, api_key_hash: hash })
+  t.equal(await auth.check('x'.repeat(513)), false)
+  t.equal(await auth.check('with space'), false)
+  t.equal(await auth.check('ключ'), false)
+})
+
+t.test('a disabled scope opens to anyone; plaintext and hash both count', async t => {
+  t.equal(await new ScopeAuth({ enabled: false }).check(undefined), true)
+  const both = new ScopeAuth({ api_key: 'plain', api_key_hash: await hashApiKey('hashed') })
+  t.equal(await both.check('plain'), true)
+  t.equal(await both.check('hashed'), true)
+  t.equal(new ScopeAuth({ enabled: true }).unusable, true)
+  t.equal(new ScopeAuth({ enabled: true, api_key: 'k' }).unusable, false)
+})
+
+t.test('constantTimeEqual compares any lengths', async t => {
+  t.equal(constantTimeEqual('a', 'a'), true)
+  t.equal(constantTimeEqual('a', 'ab'), false)
+  t.equal(constantTimeEqual('', ''), true)
+})
+
+t.test('presentedKey follows the header precedence', async t => {
+  t.equal(presentedKey({ authorization: 'Bearer abc', 'x-api-key': 'x' }), 'abc')
+  t.equal(presentedKey({ authorization: 'Token abc', 'x-api-key': 'x' }), 'x')
+  t.equal(presentedKey({ 'x-api-key': ['first', 'second'] }), 'first')
+  t.equal(presentedKey({ 'api-key': 'legacy' }), 'legacy')
+  t.equal(presentedKey({}), undefined)
+})
