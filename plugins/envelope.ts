@@ -2,6 +2,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { envelope, type Envelope } from '../lib/envelope.js'
 import { KvError } from '../lib/errors.js'
+import type { SystemInfo } from '../lib/sysinfo.js'
 
 /** Build the envelope for a reply; it carries System once a system key check passed. */
 export function respond<T = null> (request: FastifyRequest, reply: FastifyReply, status: number, message: string, data: T = null as T): Envelope<T> {
@@ -55,6 +56,13 @@ export default fp(async (fastify) => {
       request.log.error({ err: error }, 'unexpected error')
       message = 'Internal server error'
     }
-    return respond(request, reply, status, message)
+    let system: SystemInfo | null = null
+    try {
+      if (request.kvSystem) system = fastify.kv.systemInfo()
+    } catch (err) {
+      request.log.error({ err }, 'cannot read system info')
+    }
+    reply.code(status)
+    return envelope(status, message, null, system)
   })
 }, { name: 'kv-envelope', fastify: '5.x', dependencies: ['kv-storage', 'kv-auth'] })
