@@ -46,7 +46,14 @@ export const LimitsSchema = Type.Object({
 
 export const SystemConfigSchema = Type.Object({
   storage: Type.Optional(Type.Object({
-    persistent_file_path: Type.Optional(Type.String({ minLength: 1, description: 'Folder of the store files, relative to the config file (default storage_data).' }))
+    persistent_file_path: Type.Optional(Type.String({ minLength: 1, description: 'Folder of the store files, relative to the config file (default storage_data).' })),
+    durability: Type.Optional(Type.Union([Type.Literal('always'), Type.Literal('everysec'), Type.Literal('no')], {
+      description: 'When a write of an on-disk project reaches the disk. always (default): fsynced before the reply; everysec: written before the reply, fsynced within about a second; no: written before the reply, flushed when the operating system chooses.'
+    })),
+    journal_max_bytes: Type.Optional(Type.Integer({
+      minimum: 1024,
+      description: 'Compact a project (rewrite its store file, start an empty journal) once its journal passes this many bytes and the size of its store file (default 16777216).'
+    }))
   }, { additionalProperties: false })),
   authentication: Type.Optional(AuthenticationSchema),
   security: Type.Optional(Type.Object({
@@ -80,6 +87,10 @@ export const DEFAULT_HOST = '127.0.0.1'
 export const DEFAULT_STORAGE_PATH = 'storage_data'
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 export const DEFAULT_MAX_KEY_BYTES = 512
+export const DEFAULT_DURABILITY = 'always'
+export const DEFAULT_JOURNAL_MAX_BYTES = 16 * 1024 * 1024
+
+export type Durability = 'always' | 'everysec' | 'no'
 
 export function defaultAuthentication (): AuthenticationConfig {
   return { enabled: true, save_api_key_to_config: false, api_key: null, api_key_hash: null }
@@ -134,6 +145,8 @@ export interface EffectiveSettings {
   host: string
   port: number
   storageDir: string
+  durability: Durability
+  journalMaxBytes: number
   projectDiscoverable: boolean
   verbose: boolean
   maxBodyBytes: number
@@ -204,6 +217,8 @@ export class ConfigStore {
       host: c.server_host ?? DEFAULT_HOST,
       port: c.server_port ?? DEFAULT_PORT,
       storageDir: resolve(this.baseDir, c.system?.storage?.persistent_file_path ?? DEFAULT_STORAGE_PATH),
+      durability: c.system?.storage?.durability ?? DEFAULT_DURABILITY,
+      journalMaxBytes: c.system?.storage?.journal_max_bytes ?? DEFAULT_JOURNAL_MAX_BYTES,
       projectDiscoverable: c.system?.security?.project_discoverable ?? true,
       verbose: c.system?.debugging?.verbose_mode ?? false,
       maxBodyBytes: c.system?.limits?.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES,

@@ -5,9 +5,10 @@ import {
   defaultProject, isValidProjectId, type AuthenticationConfig, type ConfigStore, type KvConfig, type ProjectConfig
 } from './config.js'
 import { KvError } from './errors.js'
+import { Journal, type JournalOptions } from './engines/journal.js'
 import { ProjectStore, memoryOnly, type Persistence } from './engines/project-store.js'
-import { SnapshotFile } from './engines/snapshot-file.js'
 import { generateApiKey, hashApiKey, ScopeAuth } from './keys.js'
+import { DirLock } from './lock.js'
 import type { SystemInfo } from './sysinfo.js'
 import { firstError } from './validation.js'
 import { VERSION } from './version.js'
@@ -106,6 +107,7 @@ export class Registry {
   #systemAuth: ScopeAuth
   readonly #projects = new Map<string, ProjectEntry>()
   readonly #mutex = new Mutex()
+  #lock: DirLock | null = null
 
   private constructor (config: ConfigStore) {
     this.config = config
@@ -113,16 +115,20 @@ export class Registry {
   }
 
   /**
-   * Load every project's store and give a key to every enabled scope that has
-   * none. Throws (and writes nothing) when a store file cannot be read.
+   * Take the storage folder's lock, load every project's store and give a key
+   * to every enabled scope that has none. Throws (and writes nothing) when
+   * another process holds the folder or a store file cannot be read.
+   * `warnings` lists what recovery dropped (a torn last journal line), to log.
    */
-  static async open (config: ConfigStore): Promise<{ registry: Registry, generated: GeneratedKey[] }> {
+  static async open (config: ConfigStore): Promise<{ registry: Registry, generated: GeneratedKey[], warnings: string[] }> {
     const registry = new Registry(config)
+    const warnings: string[] = []
+    registry.#lock = await DirLock.acquire(registry.storageDir)
     try {
       for (const project of config.config.projects ?? []) {
         registry.#projects.set(project.id, {
           auth: new ScopeAuth(project.authentication),
-          store: await registry.#openStore(project)
+          store: await registry.#openStore(project, warnings)
         })
       }
     } catch (err) {
@@ -130,7 +136,7 @@ export class Registry {
       throw err
     }
     const generated = await registry.#generateMissingKeys()
-    return { registry, generated }
+    return { registry, generated, warnings }
   }
 
   get storageDir (): string {
@@ -212,7 +218,7 @@ export class Registry {
         key = fresh.key
         Object.assign(project.authentication, fresh.fields)
       }
-      const store = await this.#openStore(project)
+      const store = await this.#openStore(project, [])
       try {
         await this.config.update(c => { (c.projects ??= []).push(project) })
       } catch (err) {
@@ -284,19 +290,30 @@ export class Registry {
     })
   }
 
-  /** Flush and close every store. */
+  /** Fold every store into its snapshot, close it, then give the storage folder up. */
   async close (): Promise<void> {
-    await Promise.all([...this.#projects.values()].map(async e => { await e.store.close() }))
+    try {
+      await Promise.all([...this.#projects.values()].map(async e => { await e.store.close() }))
+    } finally {
+      await this.#lock?.release()
+      this.#lock = null
+    }
   }
 
-  async #openStore (project: ProjectConfig): Promise<ProjectStore> {
+  get #journalOptions (): JournalOptions {
+    const { durability, journalMaxBytes } = this.config.settings
+    return { durability, maxBytes: journalMaxBytes }
+  }
+
+  async #openStore (project: ProjectConfig, warnings: string[]): Promise<ProjectStore> {
     if ((project.storage?.on_disk ?? true) === false) return new ProjectStore(project.id, new Map(), memoryOnly)
-    const { persistence, data } = await SnapshotFile.open(this.storageDir, project.id)
-    return new ProjectStore(project.id, data, persistence)
+    const opened = await Journal.open(this.storageDir, project.id, this.#journalOptions)
+    warnings.push(...opened.warnings)
+    return new ProjectStore(project.id, opened.data, opened.persistence)
   }
 
   async #persistenceFor (id: string, onDisk: boolean): Promise<Persistence> {
-    return onDisk ? await SnapshotFile.create(this.storageDir, id) : memoryOnly
+    return onDisk ? await Journal.create(this.storageDir, id, this.#journalOptions) : memoryOnly
   }
 
   async #generateMissingKeys (): Promise<GeneratedKey[]> {

@@ -14,7 +14,8 @@ export interface StoragePluginOptions {
 }
 
 export default fp<StoragePluginOptions>(async (fastify, opts) => {
-  const { registry, generated } = await Registry.open(fastify.kvConfig)
+  const { registry, generated, warnings } = await Registry.open(fastify.kvConfig)
+  for (const warning of warnings) fastify.log.warn(warning)
   fastify.decorate('kv', registry)
   fastify.addHook('onClose', async () => { await registry.close() })
   if (generated.length > 0) {

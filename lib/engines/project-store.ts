@@ -8,13 +8,26 @@ export type Change =
   | { op: 'delete', key: string }
   | { op: 'clear' }
 
+export function applyChange (data: Map<string, KvRecord>, change: Change): void {
+  if (change.op === 'set') data.set(change.key, change.record)
+  else if (change.op === 'delete') data.delete(change.key)
+  else data.clear()
+}
+
 /** How a store's changes reach the disk (or not). */
 export interface Persistence {
   readonly bytesOnDisk: number
-  /** Make `change` durable; `data` is the state before it. Throws when it could not. */
-  persist: (change: Change, data: ReadonlyMap<string, KvRecord>) => Promise<void>
+  /**
+   * Make a batch of changes durable, in order, as the durability policy
+   * promises; `data` is the state before the batch. All or nothing: when it
+   * throws, none of the changes counts.
+   */
+  append: (changes: readonly Change[], data: ReadonlyMap<string, KvRecord>) => Promise<void>
+  /** Told after a batch reached memory; a chance to compact from `data`. */
+  applied: (data: ReadonlyMap<string, KvRecord>) => void
   /** Take over a whole store (a project switching to this persistence). */
   writeAll: (data: ReadonlyMap<string, KvRecord>) => Promise<void>
+  /** Clean close: leave `data` on disk in its final form. */
   flush: (data: ReadonlyMap<string, KvRecord>) => Promise<void>
   /** Remove every file this persistence keeps. */
   remove: () => Promise<void>
@@ -22,23 +35,49 @@ export interface Persistence {
 
 export const memoryOnly: Persistence = {
   bytesOnDisk: 0,
-  persist: async () => {},
+  append: async () => {},
+  applied: () => {},
   writeAll: async () => {},
   flush: async () => {},
   remove: async () => {}
 }
 
+interface Pending {
+  change: Change
+  seq: number
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
+/** A change decided but not yet durable: what later writes must see. */
+interface Overlay {
+  record: KvRecord | undefined
+  seq: number
+}
+
 /**
- * The default engine: a `Map` that serves every read, with writes serialized by
- * a mutex and handed to a Persistence before memory changes, so a failed disk
- * write leaves memory and disk agreeing.
+ * The default engine: a `Map` that serves every read, and a write pipeline in
+ * front of a Persistence. A write is decided at once against the latest
+ * state, queued, and handed to the Persistence together with every other write
+ * queued meanwhile (group commit: one disk write and fsync for the batch).
+ * Memory changes only when the batch is durable, in submission order, so
+ * reads never see a change that could still be lost, and a failed disk write
+ * leaves memory as it was.
  */
 export class ProjectStore implements StoreEngine {
   readonly projectId: string
   readonly #data: Map<string, KvRecord>
-  readonly #mutex = new Mutex()
   #persistence: Persistence
   #closed = false
+  /** Held by close, destroy and switching persistence; writes wait while it is. */
+  readonly #mutex = new Mutex()
+  #queue: Pending[] = []
+  /** The newest pending change per key, so a queued write builds on the one before it. */
+  readonly #overlay = new Map<string, Overlay>()
+  /** Sequence number of a pending clear (0: none). */
+  #clearSeq = 0
+  #seq = 0
+  #running: Promise<void> | null = null
 
   constructor (projectId: string, data: Map<string, KvRecord>, persistence: Persistence) {
     this.projectId = projectId
@@ -58,6 +97,10 @@ export class ProjectStore implements StoreEngine {
     return this.#persistence !== memoryOnly
   }
 
+  get persistence (): Persistence {
+    return this.#persistence
+  }
+
   get (key: string): KvRecord | undefined {
     return this.#data.get(key)
   }
@@ -67,43 +110,43 @@ export class ProjectStore implements StoreEngine {
   }
 
   async set (key: string, value: JsonValue): Promise<KvRecord> {
-    return await this.#write(async () => {
-      const record = makeRecord(value, this.#data.get(key))
-      await this.#persist({ op: 'set', key, record })
-      this.#data.set(key, record)
-      return record
+    return await this.#write(() => {
+      const record = makeRecord(value, this.#latest(key))
+      return this.#submit({ op: 'set', key, record }).then(() => record)
     })
   }
 
   async delete (key: string): Promise<boolean> {
-    return await this.#write(async () => {
-      if (!this.#data.has(key)) return false
-      await this.#persist({ op: 'delete', key })
-      this.#data.delete(key)
-      return true
+    return await this.#write(() => {
+      if (this.#latest(key) === undefined) return Promise.resolve(false)
+      return this.#submit({ op: 'delete', key }).then(() => true)
     })
   }
 
   async clear (): Promise<void> {
-    await this.#write(async () => {
-      await this.#persist({ op: 'clear' })
-      this.#data.clear()
-    })
+    await this.#write(async () => { await this.#submit({ op: 'clear' }) })
   }
 
-  /** Switch between memory-only and on-disk without losing or racing a write. */
+  /** Switch between memory-only and on-disk, after the writes in flight and before any later one. */
   async setPersistence (next: Persistence): Promise<void> {
-    await this.#write(async () => {
+    await this.#exclusive(async () => {
+      if (this.#closed) throw new KvError(404, `Project with id '${this.projectId}' not found`)
       if (next === this.#persistence) return
-      await next.writeAll(this.#data)
+      try {
+        await next.writeAll(this.#data)
+      } catch (err) {
+        await next.remove().catch(() => {})
+        throw new KvError(507, `Could not write the store of project '${this.projectId}' to disk`, undefined, err)
+      }
       const previous = this.#persistence
       this.#persistence = next
-      await previous.remove()
+      // Files left behind by a failing disk are harmless: a later switch to disk rewrites them all.
+      await previous.remove().catch(() => {})
     })
   }
 
   async close (): Promise<void> {
-    await this.#mutex.runExclusive(async () => {
+    await this.#exclusive(async () => {
       if (this.#closed) return
       this.#closed = true
       await this.#persistence.flush(this.#data)
@@ -111,25 +154,81 @@ export class ProjectStore implements StoreEngine {
   }
 
   async destroy (): Promise<void> {
-    await this.#mutex.runExclusive(async () => {
+    await this.#exclusive(async () => {
       this.#closed = true
       this.#data.clear()
       await this.#persistence.remove()
     })
   }
 
-  async #persist (change: Change): Promise<void> {
-    try {
-      await this.#persistence.persist(change, this.#data)
-    } catch (err) {
-      throw new KvError(507, `Could not write the store of project '${this.projectId}' to disk`, undefined, err)
-    }
+  /** The state a new write builds on: memory with every pending change over it. */
+  #latest (key: string): KvRecord | undefined {
+    const pending = this.#overlay.get(key)
+    if (pending !== undefined) return pending.record
+    return this.#clearSeq !== 0 ? undefined : this.#data.get(key)
   }
 
-  async #write<R> (fn: () => Promise<R>): Promise<R> {
-    return await this.#mutex.runExclusive(async () => {
-      if (this.#closed) throw new KvError(404, `Project with id '${this.projectId}' not found`)
-      return await fn()
+  /**
+   * Run `decide` as soon as no exclusive operation holds the store. It runs
+   * synchronously after the check, so nothing can close the store in between.
+   */
+  async #write<R> (decide: () => Promise<R>): Promise<R> {
+    while (this.#mutex.isLocked()) await this.#mutex.waitForUnlock()
+    if (this.#closed) throw new KvError(404, `Project with id '${this.projectId}' not found`)
+    return await decide()
+  }
+
+  #submit (change: Change): Promise<void> {
+    const seq = ++this.#seq
+    if (change.op === 'clear') {
+      this.#overlay.clear()
+      this.#clearSeq = seq
+    } else {
+      this.#overlay.set(change.key, { record: change.op === 'set' ? change.record : undefined, seq })
+    }
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ change, seq, resolve, reject })
+      this.#running ??= this.#run()
+    })
+  }
+
+  /** Hand queued writes to the persistence, a batch at a time, until none is left. */
+  async #run (): Promise<void> {
+    // Let the writes that arrive in this turn of the event loop join the first batch.
+    await new Promise(resolve => setImmediate(resolve))
+    while (this.#queue.length > 0) {
+      const batch = this.#queue
+      this.#queue = []
+      try {
+        await this.#persistence.append(batch.map(p => p.change), this.#data)
+      } catch (err) {
+        // Writes queued behind the batch were decided on top of it: they fail with it.
+        const failed = [...batch, ...this.#queue]
+        this.#queue = []
+        this.#overlay.clear()
+        this.#clearSeq = 0
+        const error = new KvError(507, `Could not write the store of project '${this.projectId}' to disk`, undefined, err)
+        for (const p of failed) p.reject(error)
+        continue
+      }
+      for (const p of batch) {
+        applyChange(this.#data, p.change)
+        if (p.change.op === 'clear') {
+          if (this.#clearSeq === p.seq) this.#clearSeq = 0
+        } else if (this.#overlay.get(p.change.key)?.seq === p.seq) {
+          this.#overlay.delete(p.change.key)
+        }
+      }
+      this.#persistence.applied(this.#data)
+      for (const p of batch) p.resolve()
+    }
+    this.#running = null
+  }
+
+  async #exclusive (fn: () => Promise<void>): Promise<void> {
+    await this.#mutex.runExclusive(async () => {
+      while (this.#running !== null) await this.#running
+      await fn()
     })
   }
 }

@@ -1,9 +1,9 @@
-import { readFile, stat, unlink } from 'node:fs/promises'
-import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { open, readFile, rename, unlink } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
 import { StorageError } from '../errors.js'
-import { ensureDir, fsyncDir, writeFileAtomic } from '../fsutil.js'
+import { FILE_MODE, fsyncDir } from '../fsutil.js'
 import { recordFromFile, type KvRecord } from '../record.js'
-import type { Change, Persistence } from './project-store.js'
 
 export function storeFileName (dir: string, projectId: string): string {
   return join(dir, `${projectId}_store.json`)
@@ -15,8 +15,12 @@ export function storeFileName (dir: string, projectId: string): string {
  */
 export function snapshotText (entries: Iterable<[string, KvRecord]>): string {
   const lines: string[] = []
-  for (const [key, record] of entries) lines.push(`  ${JSON.stringify(key)}: ${JSON.stringify(record)}`)
+  for (const [key, record] of entries) lines.push(snapshotLine(key, record))
   return lines.length === 0 ? '{}\n' : `{\n${lines.join(',\n')}\n}\n`
+}
+
+function snapshotLine (key: string, record: KvRecord): string {
+  return `  ${JSON.stringify(key)}: ${JSON.stringify(record)}`
 }
 
 /** Read a store file; a missing file is an empty store, an unreadable one stops start-up. */
@@ -46,75 +50,58 @@ export async function readSnapshot (file: string): Promise<Map<string, KvRecord>
   return data
 }
 
-function * withChange (data: ReadonlyMap<string, KvRecord>, change: Change): Generator<[string, KvRecord]> {
-  if (change.op === 'clear') return
-  let seen = false
-  for (const entry of data) {
-    if (entry[0] !== change.key) {
-      yield entry
-    } else if (change.op === 'set') {
-      seen = true
-      yield [change.key, change.record]
-    }
-  }
-  if (change.op === 'set' && !seen) yield [change.key, change.record]
+/** Where a snapshot landed: its size, and its inode so a later check can tell it was replaced. */
+export interface SnapshotStat {
+  bytes: number
+  ino: number
 }
 
+/** Entries serialized per write, so a large store never holds the event loop for long. */
+const CHUNK_ENTRIES = 1000
+
 /**
- * Rewrites the whole store file atomically on every change: simple and
- * correct, at a cost that grows with the store.
+ * Write `entries` as `file` (the same text as snapshotText) so that a crash
+ * leaves either the old file or the new one: temporary file in the same
+ * folder, fsync, rename, fsync of the folder. The text is produced a chunk at
+ * a time between writes, so reads keep being served while a big store is written.
  */
-export class SnapshotFile implements Persistence {
-  readonly file: string
-  readonly dir: string
-  #bytes: number
-
-  private constructor (dir: string, projectId: string, bytes: number) {
-    this.dir = dir
-    this.file = storeFileName(dir, projectId)
-    this.#bytes = bytes
+export async function writeSnapshotAtomic (file: string, entries: ReadonlyArray<[string, KvRecord]>): Promise<SnapshotStat> {
+  const dir = dirname(file)
+  const tmp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`)
+  let bytes = 0
+  let ino: number
+  try {
+    const handle = await open(tmp, 'wx', FILE_MODE)
+    try {
+      if (entries.length === 0) {
+        bytes += (await handle.write('{}\n')).bytesWritten
+      }
+      for (let i = 0; i < entries.length; i += CHUNK_ENTRIES) {
+        const lines: string[] = []
+        for (const [key, record] of entries.slice(i, i + CHUNK_ENTRIES)) lines.push(snapshotLine(key, record))
+        const end = i + CHUNK_ENTRIES >= entries.length ? '\n}\n' : ''
+        const text = `${i === 0 ? '{\n' : ',\n'}${lines.join(',\n')}${end}`
+        const buffer = Buffer.from(text)
+        let written = 0
+        while (written < buffer.length) written += (await handle.write(buffer, written)).bytesWritten
+        bytes += buffer.length
+      }
+      await handle.sync()
+      ino = (await handle.stat()).ino
+    } finally {
+      await handle.close()
+    }
+    await rename(tmp, file)
+  } catch (err) {
+    await unlink(tmp).catch(() => {})
+    throw err
   }
+  await fsyncDir(dir)
+  return { bytes, ino }
+}
 
-  /** Open the store file of `projectId` and read what it holds. */
-  static async open (dir: string, projectId: string): Promise<{ persistence: SnapshotFile, data: Map<string, KvRecord> }> {
-    await ensureDir(dir)
-    const file = storeFileName(dir, projectId)
-    const data = await readSnapshot(file)
-    const bytes = await stat(file).then(s => s.size, () => 0)
-    return { persistence: new SnapshotFile(dir, projectId, bytes), data }
-  }
-
-  /** A persistence for a project switching to disk; writeAll() writes its first file. */
-  static async create (dir: string, projectId: string): Promise<SnapshotFile> {
-    await ensureDir(dir)
-    return new SnapshotFile(dir, projectId, 0)
-  }
-
-  get bytesOnDisk (): number {
-    return this.#bytes
-  }
-
-  async persist (change: Change, data: ReadonlyMap<string, KvRecord>): Promise<void> {
-    await this.#write(withChange(data, change))
-  }
-
-  async writeAll (data: ReadonlyMap<string, KvRecord>): Promise<void> {
-    await this.#write(data.entries())
-  }
-
-  async flush (): Promise<void> {}
-
-  async remove (): Promise<void> {
-    await unlink(this.file).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err
-    })
-    this.#bytes = 0
-    await fsyncDir(this.dir).catch(() => {})
-  }
-
-  async #write (entries: Iterable<[string, KvRecord]>): Promise<void> {
-    const text = snapshotText(entries)
-    await writeFileAtomic(this.file, text)
-    this.#bytes = Buffer.byteLength(text)
-  }
+/** Temporary files a crash left behind while writing `file` (by writeSnapshotAtomic or writeFileAtomic). */
+export function isSnapshotTemp (name: string, file: string): boolean {
+  const prefix = `.${basename(file)}.`
+  return name.startsWith(prefix) && /^[0-9a-f]+\.tmp$/.test(name.slice(prefix.length))
 }

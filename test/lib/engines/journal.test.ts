@@ -1,0 +1,506 @@
+import { execFileSync } from 'node:child_process'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
+import { open, type FileHandle } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { StorageError } from '../../../lib/errors.js'
+import { Journal, journalFileName, readStoreFiles, type JournalOptions } from '../../../lib/engines/journal.js'
+import { ProjectStore } from '../../../lib/engines/project-store.js'
+import { snapshotText, storeFileName } from '../../../lib/engines/snapshot-file.js'
+import type { JsonValue, KvRecord } from '../../../lib/record.js'
+
+type T = typeof t
+
+const ID = 'p'
+
+async function openStore (dir: string, options: Partial<JournalOptions> = {}): Promise<{ store: ProjectStore, journal: Journal, warnings: string[] }> {
+  const opened = await Journal.open(dir, ID, { durability: 'always', maxBytes: 1 << 20, ...options })
+  return { store: new ProjectStore(ID, opened.data, opened.persistence), journal: opened.persistence, warnings: opened.warnings }
+}
+
+function values (store: ProjectStore): Record<string, JsonValue> {
+  return Object.fromEntries([...store.list()].map(([k, r]) => [k, r.value]))
+}
+
+function journalLines (dir: string): unknown[] {
+  const file = journalFileName(dir, ID)
+  if (!existsSync(file)) return []
+  return readFileSync(file, 'utf8').split('\n').filter(l => l !== '').map(l => JSON.parse(l) as unknown)
+}
+
+function line (change: unknown): string {
+  return JSON.stringify(change) + '\n'
+}
+
+function rec (value: JsonValue, at = 1700000000): KvRecord {
+  return { value, created_at: at, updated_at: at, size_bytes: Buffer.byteLength(JSON.stringify(value)), type: 'string' }
+}
+
+function errno (code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: injected by the test`), { code })
+}
+
+/**
+ * Opens the real journal file, and can make the next writes fail the way a
+ * full disk does: half of the bytes really written, then ENOSPC; or the
+ * fsync failing with EIO.
+ */
+function faultyDisk (): { openJournal: (path: string) => Promise<FileHandle>, fault: { write: boolean, sync: boolean }, counts: { writes: number, syncs: number } } {
+  const fault = { write: false, sync: false }
+  const counts = { writes: 0, syncs: 0 }
+  const openJournal = async (path: string): Promise<FileHandle> => {
+    const handle = await open(path, 'a', 0o600)
+    return new Proxy(handle, {
+      get (target, prop) {
+        if (prop === 'write') {
+          return async (buffer: Buffer, offset = 0) => {
+            counts.writes++
+            if (fault.write) {
+              await target.write(buffer, offset, Math.max(1, Math.floor((buffer.length - offset) / 2)))
+              throw errno('ENOSPC')
+            }
+            return await target.write(buffer, offset)
+          }
+        }
+        if (prop === 'datasync') {
+          return async () => {
+            counts.syncs++
+            if (fault.sync) throw errno('EIO')
+            await target.datasync()
+          }
+        }
+        const value = Reflect.get(target, prop, target) as unknown
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value
+      }
+    })
+  }
+  return { openJournal, fault, counts }
+}
+
+t.test('each change is one JSON line in the journal; a clean close folds them into <id>_store.json', async t => {
+  const dir = t.testdir()
+  const { store, journal } = await openStore(dir)
+  await store.set('a', 'one')
+  await store.set('b', { n: 1 })
+  t.equal(await store.delete('a'), true)
+  t.equal(await store.delete('missing'), false, 'deleting a missing key writes nothing')
+  await store.set('a/b', [1, 2])
+  t.notOk(existsSync(storeFileName(dir, ID)), 'no snapshot yet: writes only append')
+  const lines = journalLines(dir) as Array<{ op: string, key?: string, record?: KvRecord }>
+  t.same(lines.map(l => [l.op, l.key]), [['set', 'a'], ['set', 'b'], ['delete', 'a'], ['set', 'a/b']])
+  t.same(lines[1].record?.value, { n: 1 })
+  t.equal(journal.bytesOnDisk, statSync(journalFileName(dir, ID)).size)
+
+  await store.clear()
+  await store.set('z', 'last')
+  await store.close()
+  t.notOk(existsSync(journalFileName(dir, ID)), 'the journal is gone after a clean close')
+  const text = readFileSync(storeFileName(dir, ID), 'utf8')
+  t.equal(text, snapshotText([['z', store.get('z') as KvRecord]]), 'the store file is in Simple-PyKV format')
+  t.same(Object.keys(JSON.parse(text)), ['z'])
+  await t.rejects(store.set('x', 1), { statusCode: 404 }, 'a closed store takes no writes')
+
+  const again = await openStore(dir)
+  t.same(values(again.store), { z: 'last' })
+  t.same(again.warnings, [])
+  await again.store.close()
+  t.same(readdirSync(dir).sort(), [`${ID}_store.json`], 'after a stop that one file holds the store')
+})
+
+t.test('writes that arrive together share one write and one fsync (group commit)', async t => {
+  const dir = t.testdir()
+  const disk = faultyDisk()
+  const { store } = await openStore(dir, { openJournal: disk.openJournal })
+  await Promise.all(Array.from({ length: 200 }, async (_, i) => await store.set(`k${i}`, `v${i}`)))
+  t.equal(disk.counts.writes, 1, 'one write for 200 changes')
+  t.equal(disk.counts.syncs, 1, 'one fsync for 200 changes')
+  t.equal(journalLines(dir).length, 200)
+
+  // While one batch is on its way to the disk, the next writes queue and go together.
+  const first = store.set('x', 0)
+  await new Promise(resolve => setImmediate(resolve))
+  const rest = Array.from({ length: 50 }, async (_, i) => await store.set('x', i + 1))
+  await Promise.all([first, ...rest])
+  t.equal(disk.counts.syncs, 3, 'the 50 writes queued behind the first shared one fsync')
+  t.equal(store.get('x')?.value, 50, 'the last submitted write to a key wins')
+  await store.close()
+  const again = await openStore(dir)
+  t.equal(again.store.size, 201)
+  t.equal(again.store.get('x')?.value, 50)
+  await again.store.close()
+})
+
+t.test('memory changes only once the batch is durable', async t => {
+  const dir = t.testdir()
+  const { store } = await openStore(dir)
+  await store.set('k', 'old')
+  const write = store.set('k', 'new')
+  t.equal(store.get('k')?.value, 'old', 'a read before the fsync sees the old value')
+  const record = await write
+  t.equal(store.get('k')?.value, 'new')
+  t.equal(record.created_at, store.get('k')?.created_at)
+  await store.close()
+})
+
+t.test('a torn last journal line is dropped with a warning, cut off, and later writes follow it', async t => {
+  const dir = t.testdir()
+  const file = journalFileName(dir, ID)
+  const good = line({ op: 'set', key: 'a', record: rec('A') }) + line({ op: 'set', key: 'b', record: rec('B') })
+  writeFileSync(file, good + '{"op":"set","key":"c","rec')
+  const { store, warnings } = await openStore(dir)
+  t.same(values(store), { a: 'A', b: 'B' })
+  t.equal(warnings.length, 1)
+  t.match(warnings[0], file)
+  t.match(warnings[0], /line 3: dropped a torn last line \(\d+ bytes\)/)
+  t.equal(readFileSync(file, 'utf8'), good, 'the fragment is cut so the next line cannot be glued to it')
+  await store.set('c', 'C')
+  const check = await readStoreFiles(dir, ID)
+  t.same(check.warnings, [])
+  t.same(Object.fromEntries([...check.data].map(([k, r]) => [k, r.value])), { a: 'A', b: 'B', c: 'C' })
+  await store.close()
+})
+
+t.test('a torn multi-byte character in the last line is a torn line too', async t => {
+  const dir = t.testdir()
+  const file = journalFileName(dir, ID)
+  const full = Buffer.from(line({ op: 'set', key: 'é', record: rec('€') }))
+  writeFileSync(file, Buffer.concat([Buffer.from(line({ op: 'set', key: 'a', record: rec('A') })), full.subarray(0, full.indexOf(0xe2) + 1)]))
+  const { store, warnings } = await openStore(dir)
+  t.same(values(store), { a: 'A' })
+  t.equal(warnings.length, 1)
+  await store.close()
+})
+
+t.test('a corrupt line in the middle of the journal stops start-up, naming file and line; nothing is changed', async t => {
+  const dir = t.testdir()
+  const file = journalFileName(dir, ID)
+  const snapshot = snapshotText([['s', rec('S')]])
+  writeFileSync(storeFileName(dir, ID), snapshot)
+  const bad = [
+    line({ op: 'set', key: 'a', record: rec('A') }) + '{"op":"set","key":"b",,}\n' + line({ op: 'delete', key: 'a' }),
+    line({ op: 'set', key: 'a', record: rec('A') }) + line({ op: 'rename', key: 'a' }),
+    line({ op: 'set', key: 'a', record: { nothing: 1 } }) + line({ op: 'clear' }),
+    '[1,2]\n',
+    line({ op: 'delete', key: 5 })
+  ]
+  const reasons = [/line 2 is not valid JSON/, /line 2 is unknown op "rename"/, /line 1 is a "set" whose "record" has no "value"/, /line 1 is not a JSON object/, /line 1 is op "delete" without a string "key"/]
+  for (const [i, text] of bad.entries()) {
+    writeFileSync(file, text)
+    const err = await openStore(dir).then(() => null, (e: unknown) => e)
+    t.type(err, StorageError)
+    t.match((err as Error).message, file)
+    t.match((err as Error).message, reasons[i])
+    t.match((err as Error).message, /start-up stopped and the file was left untouched/)
+    t.equal(readFileSync(file, 'utf8'), text, 'the journal is untouched')
+    t.equal(readFileSync(storeFileName(dir, ID), 'utf8'), snapshot, 'the snapshot is untouched')
+  }
+})
+
+t.test('invalid UTF-8 in a journal line stops start-up', async t => {
+  const dir = t.testdir()
+  const file = journalFileName(dir, ID)
+  const text = Buffer.concat([Buffer.from('{"op":"set","key":"a","record":{"value":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}}\n'), Buffer.from(line({ op: 'clear' }))])
+  writeFileSync(file, text)
+  await t.rejects(openStore(dir), { name: 'StorageError', message: /line 1 is not valid UTF-8/ })
+  t.same(readFileSync(file), text)
+})
+
+t.test('a corrupt snapshot stops start-up naming the file; snapshot and journal are left untouched', async t => {
+  const dir = t.testdir()
+  const snapshot = storeFileName(dir, ID)
+  const journal = journalFileName(dir, ID)
+  const journalText = line({ op: 'set', key: 'a', record: rec('A') })
+  writeFileSync(journal, journalText)
+  for (const [text, reason] of [['{"a": {"value": 1}, ', /is not valid JSON/], ['[1]', /does not hold a JSON object/], ['{"a": 5}', /entry "a" is not a record/], ['', /is not valid JSON/]] as const) {
+    writeFileSync(snapshot, text)
+    const err = await openStore(dir).then(() => null, (e: unknown) => e)
+    t.type(err, StorageError)
+    t.match((err as Error).message, snapshot)
+    t.match((err as Error).message, reason)
+    t.equal(readFileSync(snapshot, 'utf8'), text)
+    t.equal(readFileSync(journal, 'utf8'), journalText)
+  }
+})
+
+t.test('a partial write then ENOSPC fails the batch: memory and file as before, and the next write works', async t => {
+  const dir = t.testdir()
+  const disk = faultyDisk()
+  const { store } = await openStore(dir, { openJournal: disk.openJournal })
+  await store.set('k', 'v1')
+  const before = readFileSync(journalFileName(dir, ID), 'utf8')
+  disk.fault.write = true
+  const results = await Promise.allSettled([store.set('k', 'v2'), store.set('n', 'new'), store.delete('k')])
+  for (const r of results) t.match(r, { status: 'rejected', reason: { statusCode: 507, message: "Could not write the store of project 'p' to disk" } })
+  t.equal(store.get('k')?.value, 'v1', 'memory unchanged')
+  t.equal(store.get('n'), undefined)
+  t.equal(readFileSync(journalFileName(dir, ID), 'utf8'), before, 'the half-written batch was cut off')
+  disk.fault.write = false
+  await store.set('k', 'v3')
+  t.equal(store.get('k')?.value, 'v3')
+  const check = await readStoreFiles(dir, ID)
+  t.same(check.warnings, [])
+  t.same(Object.fromEntries([...check.data].map(([k, r]) => [k, r.value])), { k: 'v3' })
+  await store.close()
+})
+
+t.test('a failed fsync fails the batch and its lines are cut off', async t => {
+  const dir = t.testdir()
+  const disk = faultyDisk()
+  const { store } = await openStore(dir, { openJournal: disk.openJournal })
+  await store.set('a', 1)
+  disk.fault.sync = true
+  await t.rejects(store.set('b', 2), { statusCode: 507 })
+  t.equal(store.get('b'), undefined)
+  t.equal(journalLines(dir).length, 1)
+  disk.fault.sync = false
+  await store.set('c', 3)
+  t.same(values(store), { a: 1, c: 3 })
+  await store.close()
+  t.same(values((await openStore(dir)).store), { a: 1, c: 3 })
+})
+
+t.test('a real ENOSPC from the kernel: the journal is /dev/full', { skip: existsSync('/dev/full') ? false : 'no /dev/full here' }, async t => {
+  const dir = t.testdir()
+  const { store } = await openStore(dir)
+  symlinkSync('/dev/full', journalFileName(dir, ID))
+  await t.rejects(store.set('a', 1), { statusCode: 507 })
+  t.equal(store.size, 0)
+  unlinkSync(journalFileName(dir, ID))
+  await store.set('a', 2)
+  await store.close()
+  t.same(values((await openStore(dir)).store), { a: 2 })
+})
+
+t.test('the journal path is a directory: 507, reads keep working, and writes work again once it is gone', async t => {
+  const dir = t.testdir()
+  const first = await openStore(dir)
+  await first.store.set('keep', 'me')
+  await first.store.close()
+  const { store } = await openStore(dir)
+  mkdirSync(journalFileName(dir, ID))
+  await t.rejects(store.set('new', 1), { statusCode: 507 })
+  await t.rejects(store.clear(), { statusCode: 507 })
+  t.same(values(store), { keep: 'me' }, 'reads keep working, memory unchanged')
+  rmSync(journalFileName(dir, ID), { recursive: true })
+  await store.set('new', 2)
+  await store.close()
+  t.same(values((await openStore(dir)).store), { keep: 'me', new: 2 })
+})
+
+t.test('the storage folder replaced by a file, then by an empty folder: the engine rewrites its files from memory', async t => {
+  const root = t.testdir()
+  const dir = join(root, 'storage')
+  const { store } = await openStore(dir)
+  await store.set('a', 'A')
+  await store.set('b', 'B')
+  await store.close()
+  const again = await openStore(dir)
+  rmSync(dir, { recursive: true })
+  writeFileSync(dir, 'not a folder')
+  await t.rejects(again.store.set('c', 'C'), { statusCode: 507 })
+  t.same(values(again.store), { a: 'A', b: 'B' })
+  unlinkSync(dir)
+  mkdirSync(dir)
+  await again.store.set('c', 'C')
+  t.ok(existsSync(storeFileName(dir, ID)), 'the snapshot was rewritten from memory')
+  const check = await readStoreFiles(dir, ID)
+  t.same(Object.fromEntries([...check.data].map(([k, r]) => [k, r.value])), { a: 'A', b: 'B', c: 'C' })
+  await again.store.close()
+})
+
+/**
+ * A folder with a small tmpfs mounted on it (root with mount rights only), or
+ * null when that is not possible here. Unmounted and removed when the test ends.
+ */
+function mountedDir (t: T): string | null {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return null
+  const dir = mkdtempSync(join(tmpdir(), 'simple-kv-mount-'))
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', dir], { stdio: 'ignore' })
+  } catch {
+    rmSync(dir, { recursive: true })
+    return null
+  }
+  t.teardown(() => {
+    execFileSync('umount', ['-l', dir], { stdio: 'ignore' })
+    rmSync(dir, { recursive: true })
+  })
+  return dir
+}
+
+t.test('a read-only folder: writes get 507, reads keep working, and writes work again once it is writable', async t => {
+  const mount = mountedDir(t)
+  const mounted = mount !== null
+  const dir = mount ?? join(t.testdir(), 'storage')
+  if (!mounted && process.getuid?.() === 0) {
+    t.skip('root without mount rights: chmod cannot make a folder read-only for root')
+    return
+  }
+  const seed = await openStore(dir)
+  await seed.store.set('a', 'A')
+  await seed.store.close()
+  const makeReadOnly = (readOnly: boolean): void => {
+    // A read-only mount fails writes with EROFS even for root; without mount rights, file modes do it.
+    if (mounted) execFileSync('mount', ['-o', `remount,${readOnly ? 'ro' : 'rw'}`, dir], { stdio: 'ignore' })
+    else chmodSync(dir, readOnly ? 0o500 : 0o700)
+  }
+  makeReadOnly(true)
+  const { store } = await openStore(dir)
+  t.same(values(store), { a: 'A' }, 'a read-only folder can still be loaded')
+  await t.rejects(store.set('b', 'B'), { statusCode: 507 })
+  t.same(values(store), { a: 'A' })
+  makeReadOnly(false)
+  await store.set('b', 'B')
+  await store.close()
+  t.same(values((await openStore(dir)).store), { a: 'A', b: 'B' })
+})
+
+t.test('a full disk (a small real file system): 507, nothing half-written, recovery once space is freed', async t => {
+  const dir = mountedDir(t)
+  if (dir === null) {
+    t.skip('needs root with mount rights')
+    return
+  }
+  const { store } = await openStore(dir, { maxBytes: 1 << 30 })
+  const filler = join(dir, 'filler')
+  writeFileSync(filler, Buffer.alloc(200 * 1024))
+  let failed = 0
+  for (let i = 0; i < 200 && failed === 0; i++) {
+    await store.set(`k${i}`, 'x'.repeat(1000)).catch(() => { failed = i })
+  }
+  t.ok(failed > 0, 'the disk filled up')
+  t.equal(store.size, failed, 'memory holds exactly the acknowledged writes')
+  const check = await readStoreFiles(dir, ID)
+  t.same(check.warnings, [], 'no torn line left behind')
+  t.equal(check.data.size, failed)
+  unlinkSync(filler)
+  await store.set('after', 1)
+  await store.close()
+  t.equal((await openStore(dir)).store.size, failed + 1)
+})
+
+t.test('compaction under concurrent writes loses nothing, keeps the journal bounded and reads answered', async t => {
+  const dir = t.testdir()
+  const { store, journal } = await openStore(dir, { maxBytes: 2048 })
+  const expected = new Map<string, JsonValue>()
+  let compactions = 0
+  let reads = 0
+  for (let wave = 0; wave < 40; wave++) {
+    const writes: Array<Promise<unknown>> = []
+    for (let i = 0; i < 25; i++) {
+      const key = `k${(wave * 7 + i) % 60}`
+      if (i % 9 === 8) {
+        expected.delete(key)
+        writes.push(store.delete(key))
+      } else {
+        const value = `w${wave}-${i}`
+        expected.set(key, value)
+        writes.push(store.set(key, value))
+      }
+    }
+    await Promise.all(writes)
+    if (journal.compacting) compactions++
+    // Reads are served from memory while the snapshot is written.
+    for (const [key, value] of expected) {
+      reads++
+      if (store.get(key)?.value !== value) t.fail(`read of ${key} during compaction`)
+    }
+  }
+  t.ok(compactions > 0, `compaction ran while writes went on (${compactions} waves saw it)`)
+  t.ok(reads > 0)
+  t.equal(journal.lastCompactionError, null)
+  t.same(values(store), Object.fromEntries(expected))
+  // Wait for the last compaction, then check what the files alone hold.
+  while (journal.compacting) await new Promise(resolve => setTimeout(resolve, 5))
+  t.ok(existsSync(storeFileName(dir, ID)), 'a snapshot was written')
+  // The bound is the larger of journal_max_bytes and the snapshot, so compaction costs O(1) per write.
+  const bound = Math.max(2048, statSync(storeFileName(dir, ID)).size)
+  t.ok(statSync(journalFileName(dir, ID)).size < bound + 4096, 'the journal stays near its bound (one wave past it at most)')
+  const check = await readStoreFiles(dir, ID)
+  t.same(Object.fromEntries([...check.data].map(([k, r]) => [k, r.value])), Object.fromEntries(expected))
+  await store.close()
+  t.same(readdirSync(dir).sort(), [`${ID}_store.json`])
+})
+
+t.test('a crash in the middle of a compaction loses nothing: rotated journals are replayed, oldest first', async t => {
+  const dir = t.testdir()
+  const snapshot = storeFileName(dir, ID)
+  const journal = journalFileName(dir, ID)
+  const r1 = line({ op: 'set', key: 'a', record: rec('A1') }) + line({ op: 'set', key: 'b', record: rec('B') })
+  const r2 = line({ op: 'set', key: 'a', record: rec('A2') }) + line({ op: 'delete', key: 'old' })
+  const active = line({ op: 'set', key: 'c', record: rec('C') })
+  const want = { a: 'A2', b: 'B', c: 'C' }
+
+  // Crash after the rotation, before the new snapshot: old snapshot + rotated journals + journal.
+  writeFileSync(snapshot, snapshotText([['old', rec('O')]]))
+  writeFileSync(`${journal}.1`, r1)
+  writeFileSync(`${journal}.2`, r2)
+  writeFileSync(journal, active)
+  writeFileSync(join(dir, `.${ID}_store.json.0123456789ab.tmp`), '{"half": ')
+  let opened = await openStore(dir)
+  t.same(values(opened.store), want)
+  t.notOk(existsSync(join(dir, `.${ID}_store.json.0123456789ab.tmp`)), 'the half-written temporary snapshot is removed')
+  t.ok(existsSync(`${journal}.1`), 'rotated journals stay until a snapshot covers them')
+  await opened.store.set('d', 'D')
+  await opened.store.close()
+  t.same(readdirSync(dir).sort(), [`${ID}_store.json`])
+
+  // Crash after the new snapshot, before the rotated journal was removed: replaying it again changes nothing.
+  writeFileSync(snapshot, snapshotText([['a', rec('A2')], ['b', rec('B')]]))
+  writeFileSync(`${journal}.2`, r2)
+  writeFileSync(journal, active)
+  opened = await openStore(dir)
+  t.same(values(opened.store), want)
+  await opened.store.close()
+})
+
+t.test('destroy while writes and a compaction are in flight leaves no files', async t => {
+  const dir = t.testdir()
+  writeFileSync(join(dir, 'other_store.json'), '{}\n')
+  const { store, journal } = await openStore(dir, { maxBytes: 1024 })
+  for (let i = 0; i < 20; i++) await store.set(`k${i}`, 'x'.repeat(100))
+  const writes = Array.from({ length: 100 }, async (_, i) => await store.set(`n${i}`, i).then(() => 'ok', (e: { statusCode?: number }) => e.statusCode))
+  const destroyed = store.destroy()
+  const late = store.set('late', 1).then(() => 'ok', (e: { statusCode?: number }) => e.statusCode)
+  await destroyed
+  const outcomes = await Promise.all(writes)
+  t.ok(outcomes.every(o => o === 'ok'), 'writes already submitted finish before the files go')
+  t.equal(await late, 404, 'a write after the delete finds no project')
+  t.equal(journal.compacting, false)
+  t.same(readdirSync(dir), ['other_store.json'], 'only another project\'s file remains')
+  const fresh = await openStore(dir)
+  t.equal(fresh.store.size, 0, 'a new store with the same id starts empty')
+  await fresh.store.close()
+})
+
+t.test('everysec writes before the reply and fsyncs within a second; no leaves fsync to the system', async t => {
+  for (const durability of ['everysec', 'no'] as const) {
+    const dir = t.testdir()
+    const disk = faultyDisk()
+    const { store } = await openStore(dir, { durability, openJournal: disk.openJournal })
+    await store.set('a', 1)
+    await store.set('b', 2)
+    t.equal(journalLines(dir).length, 2, `${durability}: in the journal before the reply`)
+    t.equal(disk.counts.syncs, 0, `${durability}: no fsync per write`)
+    await new Promise(resolve => setTimeout(resolve, 1300))
+    t.equal(disk.counts.syncs, durability === 'everysec' ? 1 : 0)
+    await store.close()
+    t.same(values((await openStore(dir)).store), { a: 1, b: 2 })
+  }
+})
+
+t.test('everysec: a failed background fsync makes the next write rewrite the files from memory', async t => {
+  const dir = t.testdir()
+  const disk = faultyDisk()
+  const { store } = await openStore(dir, { durability: 'everysec', openJournal: disk.openJournal })
+  await store.set('a', 1)
+  disk.fault.sync = true
+  await new Promise(resolve => setTimeout(resolve, 1300))
+  disk.fault.sync = false
+  await store.set('b', 2)
+  t.ok(existsSync(storeFileName(dir, ID)), 'the snapshot now holds what the failed fsync may have lost')
+  t.same(JSON.parse(readFileSync(storeFileName(dir, ID), 'utf8')).a.value, 1)
+  await store.close()
+  t.same(values((await openStore(dir)).store), { a: 1, b: 2 })
+})
