@@ -41,7 +41,10 @@ export const ProjectConfigSchema = Type.Object({
 
 export const LimitsSchema = Type.Object({
   max_body_bytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest request body accepted, in bytes (default 1048576).' })),
-  max_key_bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536, description: 'Longest store key, in UTF-8 bytes (default 512).' }))
+  max_key_bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536, description: 'Longest store key, in UTF-8 bytes (default 512).' })),
+  max_value_bytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest value of one record, in bytes as size_bytes counts them (default: max_body_bytes).' })),
+  max_keys_per_project: Type.Optional(Type.Integer({ minimum: 1, description: 'Most keys one project may hold (default 1000000).' })),
+  max_bytes_per_project: Type.Optional(Type.Integer({ minimum: 1, description: 'Most value bytes one project may hold, summed over its records (default 1073741824).' }))
 }, { additionalProperties: false })
 
 export const SystemConfigSchema = Type.Object({
@@ -57,7 +60,10 @@ export const SystemConfigSchema = Type.Object({
   }, { additionalProperties: false })),
   authentication: Type.Optional(AuthenticationSchema),
   security: Type.Optional(Type.Object({
-    project_discoverable: Type.Optional(Type.Boolean({ description: 'Allow listing projects and reveal whether a project exists (default true).' }))
+    project_discoverable: Type.Optional(Type.Boolean({ description: 'Allow listing projects and reveal whether a project exists (default true).' })),
+    max_auth_failures: Type.Optional(Type.Integer({ minimum: 1, description: 'Failed authentications one client address may make per window before it gets 429 (default 30).' })),
+    auth_failure_window_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86400, description: 'Length of that window, in seconds (default 60).' })),
+    cors_origins: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Origins allowed to call the API from a browser; "*" allows any. Default: none (CORS off).' }))
   }, { additionalProperties: false })),
   debugging: Type.Optional(Type.Object({
     verbose_mode: Type.Optional(Type.Boolean({ description: 'Log every request (default false).' }))
@@ -87,6 +93,10 @@ export const DEFAULT_HOST = '127.0.0.1'
 export const DEFAULT_STORAGE_PATH = 'storage_data'
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 export const DEFAULT_MAX_KEY_BYTES = 512
+export const DEFAULT_MAX_KEYS_PER_PROJECT = 1_000_000
+export const DEFAULT_MAX_BYTES_PER_PROJECT = 1024 * 1024 * 1024
+export const DEFAULT_MAX_AUTH_FAILURES = 30
+export const DEFAULT_AUTH_FAILURE_WINDOW_SECONDS = 60
 export const DEFAULT_DURABILITY = 'always'
 export const DEFAULT_JOURNAL_MAX_BYTES = 16 * 1024 * 1024
 
@@ -151,6 +161,12 @@ export interface EffectiveSettings {
   verbose: boolean
   maxBodyBytes: number
   maxKeyBytes: number
+  maxValueBytes: number
+  maxKeysPerProject: number
+  maxBytesPerProject: number
+  maxAuthFailures: number
+  authFailureWindowSeconds: number
+  corsOrigins: string[]
 }
 
 /**
@@ -222,7 +238,13 @@ export class ConfigStore {
       projectDiscoverable: c.system?.security?.project_discoverable ?? true,
       verbose: c.system?.debugging?.verbose_mode ?? false,
       maxBodyBytes: c.system?.limits?.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES,
-      maxKeyBytes: c.system?.limits?.max_key_bytes ?? DEFAULT_MAX_KEY_BYTES
+      maxKeyBytes: c.system?.limits?.max_key_bytes ?? DEFAULT_MAX_KEY_BYTES,
+      maxValueBytes: c.system?.limits?.max_value_bytes ?? c.system?.limits?.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES,
+      maxKeysPerProject: c.system?.limits?.max_keys_per_project ?? DEFAULT_MAX_KEYS_PER_PROJECT,
+      maxBytesPerProject: c.system?.limits?.max_bytes_per_project ?? DEFAULT_MAX_BYTES_PER_PROJECT,
+      maxAuthFailures: c.system?.security?.max_auth_failures ?? DEFAULT_MAX_AUTH_FAILURES,
+      authFailureWindowSeconds: c.system?.security?.auth_failure_window_seconds ?? DEFAULT_AUTH_FAILURE_WINDOW_SECONDS,
+      corsOrigins: c.system?.security?.cors_origins ?? []
     }
   }
 

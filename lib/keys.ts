@@ -35,25 +35,46 @@ async function verifyPbkdf2 (stored: string, key: string): Promise<boolean> {
   return timingSafeEqual(actual, expected)
 }
 
-// Slow hashes run on libuv's pool; bounding them keeps a flood of wrong keys
-// from queueing unbounded work ahead of everything else.
-const slowHashSlots = new Semaphore(2)
+// Slow hashes run on libuv's pool; bounding them (and the queue in front of
+// them) keeps a flood of wrong keys from starving everything else.
+const SLOW_HASH_CONCURRENCY = 2
+const SLOW_HASH_MAX_WAITING = 64
+const slowHashSlots = new Semaphore(SLOW_HASH_CONCURRENCY)
+let slowHashWaiting = 0
+
+/** Thrown when too many key verifications are already queued; the caller should retry shortly. */
+export class VerifierBusyError extends Error {
+  constructor () {
+    super('Too many key verifications in progress; retry shortly')
+    this.name = 'VerifierBusyError'
+  }
+}
 
 /** Verify `key` against an argon2 PHC string or a Simple-PyKV pbkdf2_sha256 hash. */
 export async function verifyHash (stored: string, key: string): Promise<boolean> {
-  return await slowHashSlots.runExclusive(async () => {
-    if (stored.startsWith('pbkdf2_sha256$')) return await verifyPbkdf2(stored, key)
-    try {
-      return await argon2Verify(stored, key)
-    } catch {
-      return false
-    }
-  })
+  if (slowHashWaiting >= SLOW_HASH_MAX_WAITING) throw new VerifierBusyError()
+  slowHashWaiting++
+  try {
+    return await slowHashSlots.runExclusive(async () => {
+      slowHashWaiting--
+      if (stored.startsWith('pbkdf2_sha256$')) return await verifyPbkdf2(stored, key)
+      try {
+        return await argon2Verify(stored, key)
+      } catch {
+        return false
+      }
+    })
+  } catch (err) {
+    slowHashWaiting--
+    throw err
+  }
 }
 
 /** Keys longer than this are rejected without hashing. */
 export const MAX_PRESENTED_KEY_LENGTH = 512
 const PRINTABLE_ASCII = /^[\x21-\x7e]+$/
+// argon2 hashes are only ever written for generated keys, so nothing else can match one.
+const GENERATED_KEY = /^[A-Za-z0-9_-]{43}$/
 
 const NEGATIVE_CACHE_SIZE = 1024
 
@@ -82,22 +103,36 @@ export class ScopeAuth {
     return this.enabled && this.#plainDigest === null && this.#hash === null
   }
 
-  async check (presented: string | undefined): Promise<boolean> {
+  /**
+   * The answer when it costs no slow hash: true or false, or undefined when the
+   * key needs a slow verification (checkSlow).
+   */
+  checkFast (presented: string | undefined): boolean | undefined {
     if (!this.enabled) return true
-    if (presented === undefined || presented.length === 0) return false
-    if (presented.length > MAX_PRESENTED_KEY_LENGTH) return false
+    if (presented === undefined || presented.length === 0 || presented.length > MAX_PRESENTED_KEY_LENGTH) return false
     const d = digest(presented)
     if (this.#plainDigest !== null && timingSafeEqual(d, this.#plainDigest)) return true
     if (this.#verified !== null && timingSafeEqual(d, this.#verified)) return true
     if (this.#hash === null || !PRINTABLE_ASCII.test(presented)) return false
+    if (this.#hash.startsWith('$argon2') && !GENERATED_KEY.test(presented)) return false
+    if (this.#rejected.has(d.toString('hex'))) return false
+    return undefined
+  }
+
+  /** Verify against the stored hash; one run per distinct key, however many ask at once. */
+  async checkSlow (presented: string): Promise<boolean> {
+    const d = digest(presented)
     const id = d.toString('hex')
-    if (this.#rejected.has(id)) return false
     let pending = this.#pending.get(id)
     if (pending === undefined) {
       pending = this.#verifySlow(presented, d, id)
       this.#pending.set(id, pending)
     }
     return await pending
+  }
+
+  async check (presented: string | undefined): Promise<boolean> {
+    return this.checkFast(presented) ?? await this.checkSlow(presented as string)
   }
 
   async #verifySlow (presented: string, d: Buffer, id: string): Promise<boolean> {

@@ -12,7 +12,7 @@ t.test('the app embeds under a prefix without touching the host', async t => {
   t.teardown(async () => { await host.close() })
   const hostHookSeen: string[] = []
   host.addHook('onRequest', async (request) => { hostHookSeen.push(request.url) })
-  host.setErrorHandler(async (error, _request, reply) => reply.code(418).send({ host: true, error: error.message }))
+  host.setErrorHandler(async (error: Error, _request, reply) => await reply.code(418).send({ host: true, error: error.message }))
   host.get('/ping', async () => ({ pong: true }))
   host.get('/fail', async () => { throw new Error('host failure') })
   await host.register(app, { prefix: '/kv', configPath: join(dir, 'config.json') })

@@ -1,6 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import app, { serverOptions, type AppOptions } from '../app.js'
 import type { KvConfig } from '../lib/config.js'
@@ -10,13 +11,11 @@ import type { GeneratedKey } from '../lib/registry.js'
 export const SYSTEM_KEY = 'system-test-key-0123456789abcdefghijklmnopq'
 export const PROJECT_KEY = 'project-test-key-0123456789abcdefghijklmnop'
 
-export interface Tap {
-  testdir?: (fixture?: Record<string, unknown>) => string
-  teardown: (fn: () => unknown) => void
-}
-
-export function tempDir (t: Tap): string {
-  return t.testdir?.() ?? mkdtempSync(join(tmpdir(), 'simple-kv-test-'))
+/** A fresh folder, removed when the test ends. */
+export function tempDir (t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'simple-kv-test-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  return dir
 }
 
 /** A config with the system scope and one project `p1`, all keys in plain text. */
@@ -50,13 +49,17 @@ export interface Built {
  * The app in a bare Fastify instance, on a config file in a fresh folder,
  * closed when the test ends. Pass `config: null` to start without a file.
  */
-export async function build (t: Tap, opts: { config?: KvConfig | null, dir?: string, app?: AppOptions } = {}): Promise<Built> {
-  const dir = opts.dir ?? tempDir(t)
+export async function build (t: Test, opts: { config?: KvConfig | null, dir?: string, app?: AppOptions } = {}): Promise<Built> {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'simple-kv-test-'))
   const configPath = join(dir, 'config.json')
   if (opts.config !== null && opts.dir === undefined) writeFileSync(configPath, JSON.stringify(opts.config ?? testConfig(), null, 2))
   const generated: GeneratedKey[] = []
   const fastify = Fastify({ ...serverOptions() })
-  t.teardown(async () => { await fastify.close() })
+  // Close before the folder goes: closing may still write to it.
+  t.teardown(async () => {
+    await fastify.close()
+    if (opts.dir === undefined) rmSync(dir, { recursive: true, force: true })
+  })
   await fastify.register(app, { configPath, onGeneratedKeys: keys => { generated.push(...keys) }, ...opts.app })
   await fastify.ready()
   return { app: fastify, dir, configPath, generated }

@@ -21,19 +21,21 @@ t.test('a verified key is served from the digest cache, not argon2 again', async
   const keys = await t.mockImport<typeof import('../../lib/keys.js')>('../../lib/keys.js', {
     '@node-rs/argon2': { ...argon2, verify: async (...args: Parameters<typeof argon2.verify>) => { verifies++; return await argon2.verify(...args) } }
   })
-  const hash = await keys.hashApiKey('cached-key')
+  const key = keys.generateApiKey()
+  const other = keys.generateApiKey()
+  const hash = await keys.hashApiKey(key)
   const auth = new keys.ScopeAuth({ enabled: true, api_key_hash: hash })
-  t.equal(await auth.check('cached-key'), true)
-  for (let i = 0; i < 50; i++) t.equal(await auth.check('cached-key'), true)
+  t.equal(await auth.check(key), true)
+  for (let i = 0; i < 50; i++) t.equal(await auth.check(key), true)
   t.equal(verifies, 1, 'one argon2 run for 51 checks')
-  t.equal(await auth.check('other'), false)
-  t.equal(await auth.check('other'), false)
+  t.equal(await auth.check(other), false)
+  t.equal(await auth.check(other), false)
   t.equal(verifies, 2, 'a rejected key is remembered too')
   t.equal(await auth.check(undefined), false)
   t.equal(await auth.check(''), false)
   t.equal(verifies, 2)
-  const fresh = new keys.ScopeAuth({ enabled: true, api_key_hash: await keys.hashApiKey('new-key') })
-  t.equal(await fresh.check('cached-key'), false, 'a new ScopeAuth (regenerated key) forgets the old key')
+  const fresh = new keys.ScopeAuth({ enabled: true, api_key_hash: await keys.hashApiKey(keys.generateApiKey()) })
+  t.equal(await fresh.check(key), false, 'a new ScopeAuth (regenerated key) forgets the old key')
 })
 
 t.test('concurrent checks of one new key share one verification', async t => {
@@ -42,25 +44,49 @@ t.test('concurrent checks of one new key share one verification', async t => {
   const keys = await t.mockImport<typeof import('../../lib/keys.js')>('../../lib/keys.js', {
     '@node-rs/argon2': { ...argon2, verify: async (...args: Parameters<typeof argon2.verify>) => { verifies++; return await argon2.verify(...args) } }
   })
-  const auth = new keys.ScopeAuth({ enabled: true, api_key_hash: await keys.hashApiKey('shared') })
-  const results = await Promise.all(Array.from({ length: 20 }, async () => await auth.check('shared')))
+  const key = keys.generateApiKey()
+  const auth = new keys.ScopeAuth({ enabled: true, api_key_hash: await keys.hashApiKey(key) })
+  const results = await Promise.all(Array.from({ length: 20 }, async () => await auth.check(key)))
   t.ok(results.every(Boolean))
   t.equal(verifies, 1)
 })
 
 t.test('malformed keys are rejected without hashing', async t => {
-  const hash = await hashApiKey('fine')
-  const auth = new ScopeAuth({ enabled: true, api_key_hash: hash })
-  t.equal(await auth.check('x'.repeat(513)), false)
-  t.equal(await auth.check('with space'), false)
-  t.equal(await auth.check('ключ'), false)
+  const key = generateApiKey()
+  const auth = new ScopeAuth({ enabled: true, api_key_hash: await hashApiKey(key) })
+  for (const bad of ['x'.repeat(513), 'with space', 'ключ', key.slice(1), `${key}A`, `${key.slice(1)}+`, '']) {
+    t.equal(auth.checkFast(bad), false, `no slow hash for ${JSON.stringify(bad).slice(0, 20)}`)
+  }
+  t.equal(auth.checkFast(key), undefined, 'a well-formed key needs the slow check once')
+  t.equal(await auth.check(key), true)
+  t.equal(auth.checkFast(key), true)
+  const legacy = new ScopeAuth({ enabled: true, api_key_hash: 'pbkdf2_sha256$1$AAAA$AAAA' })
+  t.equal(legacy.checkFast('short-legacy-key'), undefined, 'Simple-PyKV keys of any printable form are verified')
+})
+
+t.test('the verification queue is bounded', async t => {
+  const argon2 = await import('@node-rs/argon2')
+  let release: () => void = () => {}
+  const gate = new Promise<void>(resolve => { release = resolve })
+  const keys = await t.mockImport<typeof import('../../lib/keys.js')>('../../lib/keys.js', {
+    '@node-rs/argon2': { ...argon2, verify: async () => { await gate; return false } }
+  })
+  const auth = new keys.ScopeAuth({ enabled: true, api_key_hash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo' })
+  const checks = Array.from({ length: 100 }, async () => await auth.check(keys.generateApiKey()).then(ok => ok, (err: Error) => err))
+  await new Promise(resolve => setImmediate(resolve))
+  release()
+  const results = await Promise.all(checks)
+  const busy = results.filter(r => r instanceof keys.VerifierBusyError).length
+  t.ok(busy > 0, `${busy} of 100 refused as busy`)
+  t.ok(results.filter(r => r === false).length >= 64, 'the rest were verified and rejected')
 })
 
 t.test('a disabled scope opens to anyone; plaintext and hash both count', async t => {
   t.equal(await new ScopeAuth({ enabled: false }).check(undefined), true)
-  const both = new ScopeAuth({ api_key: 'plain', api_key_hash: await hashApiKey('hashed') })
+  const hashed = generateApiKey()
+  const both = new ScopeAuth({ api_key: 'plain', api_key_hash: await hashApiKey(hashed) })
   t.equal(await both.check('plain'), true)
-  t.equal(await both.check('hashed'), true)
+  t.equal(await both.check(hashed), true)
   t.equal(new ScopeAuth({ enabled: true }).unusable, true)
   t.equal(new ScopeAuth({ enabled: true, api_key: 'k' }).unusable, false)
 })
