@@ -6,6 +6,7 @@ import authPlugin from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
 import docsPlugin from './plugins/docs.js'
 import envelopePlugin from './plugins/envelope.js'
+import securityPlugin from './plugins/security.js'
 import storagePlugin from './plugins/storage.js'
 import projectRoutes from './routes/projects.js'
 import statusRoutes from './routes/status.js'
@@ -44,6 +45,7 @@ const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
   await fastify.register(storagePlugin, opts)
   await fastify.register(authPlugin)
   await fastify.register(envelopePlugin)
+  await fastify.register(securityPlugin)
   if (opts.docs !== false) await fastify.register(docsPlugin, { prefix: opts.prefix })
   await fastify.register(statusRoutes)
   await fastify.register(projectRoutes)

@@ -26,6 +26,8 @@ function toPattern (url: string): RegExp {
 export default fp(async (fastify) => {
   const routes: Array<{ pattern: RegExp, methods: string[] }> = []
   fastify.addHook('onRoute', (route) => {
+    // Catch-all routes (the CORS preflight) would make every unknown path look like a wrong method.
+    if (route.url.endsWith('*')) return
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     const existing = routes.find(r => r.pattern.source === toPattern(route.url).source)
     if (existing !== undefined) existing.methods.push(...methods)
