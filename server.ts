@@ -1,58 +1,130 @@
-import { parseArgs } from 'node:util'
-import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify'
+import { constants as osConstants } from 'node:os'
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import pretty from 'pino-pretty'
 import app, { serverOptions } from './app.js'
+import { formatBanner, type BannerInfo } from './lib/banner.js'
+import { chooseLogFormat, CliError, run, type LogLevel, type ServeCommand } from './lib/cli.js'
 import { ConfigStore, resolveConfigPath } from './lib/config.js'
 import { envelope } from './lib/envelope.js'
-import { ConfigError, StorageError } from './lib/errors.js'
+import type { GeneratedKey, Registry } from './lib/registry.js'
+import { VERSION } from './lib/version.js'
 
-const USAGE = 'Usage: simple-kv [--config <file>] [--host <address>] [--port <number>]'
+/** Headers that carry API keys: never written to a log, whatever a serializer or a hook logs. */
+const REDACTED_PATHS = ['authorization', 'x-api-key', 'api-key'].flatMap(h => [
+  `req.headers["${h}"]`, `request.headers["${h}"]`, `headers["${h}"]`
+])
 
-function fail (message: string, code: number): never {
-  process.stderr.write(`simple-kv: ${message}\n`)
-  process.exit(code)
-}
+/**
+ * One line per request, at debug level, with method, path, status and time.
+ * The path drops the query string; keys never travel in the URL, only in headers.
+ */
+class RequestLog extends LogController {
+  override incomingRequest (): void {}
 
-function parsePort (text: string): number {
-  const port = Number(text)
-  if (!/^\d+$/.test(text) || port > 65535) fail(`invalid --port '${text}': expected 0 to 65535\n${USAGE}`, 2)
-  return port
-}
+  override routeNotFound (): void {}
 
-async function main (): Promise<void> {
-  let values: { config?: string, host?: string, port?: string }
-  try {
-    ({ values } = parseArgs({
-      options: { config: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } },
-      strict: true,
-      allowPositionals: false
-    }))
-  } catch (err) {
-    fail(`${(err as Error).message}\n${USAGE}`, 2)
+  override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    const line = {
+      method: request.method,
+      path: request.url.split('?')[0],
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 100) / 100
+    }
+    if (error != null) reply.log.error({ ...line, err: error }, 'request failed')
+    else reply.log.debug(line, `${line.method} ${line.path} ${line.status} ${line.ms}ms`)
   }
+}
 
-  const { store } = await ConfigStore.load(resolveConfigPath(values.config))
+function loggerOptions (level: LogLevel, format: 'pretty' | 'json', color: boolean): NonNullable<FastifyServerOptions['logger']> {
+  const base = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }
+  if (format === 'json') return base
+  return {
+    ...base,
+    // The request line's message already says it all; its fields stay in the JSON format only.
+    stream: pretty({
+      colorize: color,
+      translateTime: 'SYS:HH:MM:ss.l',
+      ignore: 'pid,hostname,reqId,method,path,status,ms',
+      messageFormat: '{if reqId}[{reqId}] {end}{msg}',
+      sync: true
+    })
+  }
+}
+
+function useColor (): boolean {
+  return process.stdout.isTTY === true && process.env.NO_COLOR === undefined
+}
+
+function urlFor (host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+}
+
+function bannerInfo (fastify: FastifyInstance, kv: Registry | undefined, store: ConfigStore, created: boolean, keys: GeneratedKey[]): BannerInfo {
+  const address = fastify.server.address()
+  const host = typeof address === 'object' && address !== null ? address.address : store.settings.host
+  const port = typeof address === 'object' && address !== null ? address.port : store.settings.port
+  const local = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host
+  return {
+    version: VERSION,
+    url: urlFor(host, port),
+    localUrl: urlFor(local, port),
+    docs: true,
+    configFile: store.file ?? '(in memory)',
+    configCreated: created,
+    dataDir: store.settings.storageDir,
+    systemAuth: store.config.system?.authentication?.enabled ?? true,
+    projects: (store.config.projects ?? []).map(p => {
+      const project = kv?.project(p.id)
+      return {
+        id: p.id,
+        onDisk: project?.store.onDisk ?? (p.storage?.on_disk ?? true),
+        auth: p.authentication?.enabled ?? true,
+        keys: project?.store.size ?? 0
+      }
+    }),
+    generatedKeys: keys
+  }
+}
+
+async function serve (cmd: ServeCommand): Promise<void> {
+  const { store, created } = await ConfigStore.load(resolveConfigPath(cmd.config))
   const settings = store.settings
+  const color = useColor()
+  const level: LogLevel = cmd.logLevel ?? (settings.verbose ? 'debug' : 'info')
   const fastify = Fastify({
     ...serverOptions(settings.maxKeyBytes),
     bodyLimit: settings.maxBodyBytes,
-    logger: { level: settings.verbose ? 'debug' : 'info' },
-    logController: new LogController({ disableRequestLogging: !settings.verbose }),
+    logger: loggerOptions(level, chooseLogFormat(cmd.logFormat, process.stdout.isTTY === true), color),
+    logController: new RequestLog(),
     // Malformed URLs never reach a route; answer them in the envelope too.
     frameworkErrors (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
       const status = error.statusCode ?? 400
       void reply.code(status).send(envelope(status, error.message, null))
     }
   })
-  await fastify.register(app, { configStore: store })
+  if (created) fastify.log.info({ file: store.file }, 'created a default config file')
 
   let closing = false
-  const shutdown = (signal: string): void => {
-    if (closing) process.exit(1)
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (closing) {
+      process.stderr.write(`simple-kv: second ${signal}: exiting now without waiting\n`)
+      process.exit(128 + (osConstants.signals[signal] ?? 0))
+    }
     closing = true
-    fastify.log.info({ signal }, 'shutting down')
-    const timer = setTimeout(() => { process.exit(1) }, 10_000)
-    timer.unref()
-    fastify.close().then(() => process.exit(0), (err: unknown) => {
+    fastify.log.info({ signal }, 'shutting down: no new connections, finishing requests in flight')
+    const force = setTimeout(() => {
+      fastify.log.warn(`requests still in flight after ${cmd.shutdownTimeoutMs / 1000}s: closing their connections`)
+      fastify.server.closeAllConnections()
+      setTimeout(() => {
+        fastify.log.error('stores did not close in time: exiting')
+        process.exit(1)
+      }, 5000).unref()
+    }, cmd.shutdownTimeoutMs)
+    force.unref()
+    fastify.close().then(() => {
+      fastify.log.info('stopped: stores flushed and closed')
+      process.exit(0)
+    }, (err: unknown) => {
       fastify.log.error({ err }, 'error while shutting down')
       process.exit(1)
     })
@@ -60,14 +132,33 @@ async function main (): Promise<void> {
   process.on('SIGINT', shutdown)
   process.on('SIGTERM', shutdown)
 
-  await fastify.listen({
-    host: values.host ?? settings.host,
-    port: values.port === undefined ? settings.port : parsePort(values.port)
-  })
+  const generated: GeneratedKey[] = []
+  // The app keeps its decorators to itself; its own contexts are where the registry can be read for the banner.
+  const contexts: FastifyInstance[] = []
+  fastify.addHook('onRegister', instance => { contexts.push(instance) })
+  await fastify.register(app, { configStore: store, onGeneratedKeys: keys => { generated.push(...keys) } })
+  await fastify.ready()
+  const kv = contexts.find(c => c.hasDecorator('kv'))?.kv
+  try {
+    await fastify.listen({ host: cmd.host ?? settings.host, port: cmd.port ?? settings.port })
+  } catch (err) {
+    await fastify.close()
+    const code = (err as NodeJS.ErrnoException).code
+    const where = `${cmd.host ?? settings.host}:${cmd.port ?? settings.port}`
+    if (code === 'EADDRINUSE') throw new CliError(`cannot listen on ${where}: the address is already in use`)
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new CliError(`cannot listen on ${where}: no such address on this machine`)
+    if (code === 'EACCES') throw new CliError(`cannot listen on ${where}: permission denied`)
+    throw err
+  }
+  process.stdout.write(formatBanner(bannerInfo(fastify, kv, store, created, generated), { color }))
 }
 
-main().catch((err: unknown) => {
-  if (err instanceof ConfigError || err instanceof StorageError) fail(err.message, 1)
-  process.stderr.write(`simple-kv: failed to start: ${(err as Error).stack ?? String(err)}\n`)
-  process.exit(1)
-})
+const io = {
+  stdout: (text: string) => { process.stdout.write(text) },
+  stderr: (text: string) => { process.stderr.write(text) },
+  env: process.env
+}
+
+const code = await run(process.argv.slice(2), io, serve)
+// Exit at once rather than wait for the event loop: a failed start may leave handles behind.
+if (code !== null) process.exit(code)
