@@ -1,6 +1,7 @@
-import type { FastifyPluginAsync, FastifyServerOptions } from 'fastify'
+import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import { DEFAULT_MAX_KEY_BYTES, type ConfigStore, type KvConfig } from './lib/config.js'
+import { envelope } from './lib/envelope.js'
 import type { GeneratedKey } from './lib/registry.js'
 import authPlugin from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
@@ -31,11 +32,19 @@ export interface AppOptions {
 
 /**
  * Server options the app needs from its host: store keys up to the configured
- * length travel as path parameters, which Fastify caps at 100 characters by default.
+ * length travel as path parameters, which Fastify caps at 100 characters by
+ * default, and malformed URLs, rejected before any route is found, should
+ * still be answered in the envelope.
  */
-export function serverOptions (maxKeyBytes = DEFAULT_MAX_KEY_BYTES): Pick<FastifyServerOptions, 'routerOptions'> {
-  // A percent-encoded UTF-8 byte takes up to 3 characters.
-  return { routerOptions: { maxParamLength: maxKeyBytes * 3 } }
+export function serverOptions (maxKeyBytes = DEFAULT_MAX_KEY_BYTES): Pick<FastifyServerOptions, 'routerOptions' | 'frameworkErrors'> {
+  return {
+    // A percent-encoded UTF-8 byte takes up to 3 characters.
+    routerOptions: { maxParamLength: maxKeyBytes * 3 },
+    frameworkErrors (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
+      const status = error.statusCode ?? 400
+      void reply.code(status).send(envelope(status, error.message, null))
+    }
+  }
 }
 
 /** The whole service as one plugin. Register it with a prefix to embed it in another Fastify app. */
