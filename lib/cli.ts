@@ -1,10 +1,12 @@
-import { access } from 'node:fs/promises'
+import { access, readFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ConfigStore, isValidProjectId, PROJECT_ID_RULE, resolveConfigPath, type AuthenticationConfig, type KvConfig } from './config.js'
 import { formatGeneratedKeys } from './console.js'
 import { ConfigError, StorageError } from './errors.js'
 import { generateApiKey, hashApiKey } from './keys.js'
+import { DirLock, LOCK_FILE_NAME } from './lock.js'
 import type { GeneratedKey } from './registry.js'
 import { VERSION } from './version.js'
 
@@ -300,19 +302,46 @@ export async function answersHealth (host: string, port: number, timeoutMs = 100
   })
 }
 
+/** The pid in a storage folder's lock file, if it can be read. */
+async function lockHolder (dir: string): Promise<number | null> {
+  try {
+    const owner = JSON.parse(await readFile(join(dir, LOCK_FILE_NAME), 'utf8')) as { pid?: unknown }
+    return typeof owner.pid === 'number' ? owner.pid : null
+  } catch {
+    return null
+  }
+}
+
+const USE_THE_API = 'stop it first, or use the API while it runs (POST /api/v1/projects/<id>/config/regenerate-api-key)'
+
 /**
  * Run `edit` on the config file only while no server runs on it: a running
  * server keeps the config in memory, so it would go on accepting the old key
  * and overwrite the change on its next save. The one place that decides it:
- * a Simple KV server answering on the config's host and port.
+ * a Simple KV server answering on the config's host and port, or a live
+ * process holding the storage folder's lock. The lock is held during the
+ * edit, so a server cannot start halfway through it.
  */
 export async function whileNoServerRuns<T> (store: ConfigStore, edit: () => Promise<T>): Promise<T> {
-  const { host, port } = store.settings
+  const { host, port, storageDir } = store.settings
+  const file = store.file ?? 'this config'
   if (port !== 0 && await answersHealth(host, port)) {
-    throw new CliError(`a Simple KV server is running on ${store.file ?? 'this config'} (it answers on ${host}:${port}); ` +
-      'stop it first, or use the API while it runs (POST /api/v1/projects/<id>/config/regenerate-api-key)')
+    throw new CliError(`a Simple KV server is running on ${file} (it answers on ${host}:${port}); ${USE_THE_API}`)
   }
-  return await edit()
+  let lock: DirLock
+  try {
+    lock = await DirLock.acquire(storageDir)
+  } catch (err) {
+    if (!(err instanceof StorageError)) throw err
+    const pid = await lockHolder(storageDir)
+    if (pid === null) throw err
+    throw new CliError(`a Simple KV server is running on ${file} (pid ${pid} holds ${storageDir}); ${USE_THE_API}`)
+  }
+  try {
+    return await edit()
+  } finally {
+    await lock.release()
+  }
 }
 
 /** Where the command line writes; the process's streams, or a capture in tests. */

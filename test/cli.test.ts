@@ -253,6 +253,16 @@ t.test('keys regenerate refuses while a server runs on the config', async t => {
   t.equal(readFileSync(file, 'utf8'), text, 'config untouched')
   const stopped = await server.stop()
   t.equal(stopped.code, 0)
+
+  // Listening elsewhere than the config says: the storage folder's lock still tells.
+  const elsewhere = await ServerProcess.start(t, ['--config', file, '--port', '0'])
+  const locked = await cli(['keys', 'regenerate', 'p1', '--config', file])
+  t.equal(locked.code, 1)
+  t.equal(locked.stderr, `simple-kv: a Simple KV server is running on ${file} (pid ${elsewhere.child.pid ?? 0} holds ${join(dir, 'storage_data')}); ` +
+    'stop it first, or use the API while it runs (POST /api/v1/projects/<id>/config/regenerate-api-key)\n')
+  t.equal(readFileSync(file, 'utf8'), text, 'config untouched')
+  t.equal((await elsewhere.stop('SIGINT')).code, 0)
+
   const after = await cli(['keys', 'regenerate', 'p1', '--config', file])
   t.equal(after.code, 0, 'works once the server has stopped')
 })
