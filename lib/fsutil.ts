@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { open, rename, unlink, mkdir } from 'node:fs/promises'
+import { chmod, mkdir, open, rename, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 
 export const FILE_MODE = 0o600
@@ -14,8 +14,11 @@ export async function fsyncDir (dir: string): Promise<void> {
   }
 }
 
+/** Create the storage folder if needed, and keep it private to this user (0700). */
 export async function ensureDir (dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: DIR_MODE })
+  // A folder made by someone else (say, Simple-PyKV) keeps its owner's choice if we may not change it.
+  await chmod(dir, DIR_MODE).catch(() => {})
 }
 
 /**
