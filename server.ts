@@ -1,11 +1,10 @@
 import { constants as osConstants } from 'node:os'
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import pretty from 'pino-pretty'
 import app, { serverOptions } from './app.js'
 import { formatBanner, type BannerInfo } from './lib/banner.js'
 import { chooseLogFormat, CliError, run, type LogLevel, type ServeCommand } from './lib/cli.js'
 import { ConfigStore, resolveConfigPath } from './lib/config.js'
-import { envelope } from './lib/envelope.js'
 import type { GeneratedKey, Registry } from './lib/registry.js'
 import { VERSION } from './lib/version.js'
 
@@ -95,12 +94,7 @@ async function serve (cmd: ServeCommand): Promise<void> {
     ...serverOptions(settings.maxKeyBytes),
     bodyLimit: settings.maxBodyBytes,
     logger: loggerOptions(level, chooseLogFormat(cmd.logFormat, process.stdout.isTTY === true), color),
-    logController: new RequestLog(),
-    // Malformed URLs never reach a route; answer them in the envelope too.
-    frameworkErrors (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
-      const status = error.statusCode ?? 400
-      void reply.code(status).send(envelope(status, error.message, null))
-    }
+    logController: new RequestLog()
   })
   if (created) fastify.log.info({ file: store.file }, 'created a default config file')
 

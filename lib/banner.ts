@@ -48,7 +48,10 @@ function projectTable (projects: BannerProject[], c: ReturnType<typeof palette>)
   const header = ['Project', 'Storage', 'Auth', 'Keys']
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map(r => r.cells[i].length)))
   const line = (cells: string[], paint: (cell: string, i: number) => string = s => s): string =>
-    '  ' + cells.map((cell, i) => paint(i === 3 ? cell.padStart(widths[i]) : cell.padEnd(widths[i]), i)).join('  ').trimEnd()
+    '  ' + cells.map((cell, i) => {
+      const pad = ' '.repeat(widths[i] - cell.length)
+      return i === 3 ? pad + paint(cell, i) : paint(cell, i) + pad
+    }).join('  ')
   return [
     line(header, s => c.bold(s)),
     ...rows.map(r => line(r.cells, (s, i) => i === 2 && !r.auth ? c.red(s) : s))
