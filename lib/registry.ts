@@ -6,7 +6,7 @@ import {
 } from './config.js'
 import { KvError } from './errors.js'
 import { Journal, type JournalOptions } from './engines/journal.js'
-import { ProjectStore, memoryOnly, type Persistence } from './engines/project-store.js'
+import { ProjectStore, memoryOnly, type Persistence, type StoreLimits } from './engines/project-store.js'
 import { generateApiKey, hashApiKey, ScopeAuth } from './keys.js'
 import { DirLock } from './lock.js'
 import type { SystemInfo } from './sysinfo.js'
@@ -305,11 +305,16 @@ export class Registry {
     return { durability, maxBytes: journalMaxBytes }
   }
 
+  get #limits (): StoreLimits {
+    const { maxValueBytes, maxKeysPerProject, maxBytesPerProject } = this.config.settings
+    return { maxValueBytes, maxKeys: maxKeysPerProject, maxBytes: maxBytesPerProject }
+  }
+
   async #openStore (project: ProjectConfig, warnings: string[]): Promise<ProjectStore> {
-    if ((project.storage?.on_disk ?? true) === false) return new ProjectStore(project.id, new Map(), memoryOnly)
+    if ((project.storage?.on_disk ?? true) === false) return new ProjectStore(project.id, new Map(), memoryOnly, this.#limits)
     const opened = await Journal.open(this.storageDir, project.id, this.#journalOptions)
     warnings.push(...opened.warnings)
-    return new ProjectStore(project.id, opened.data, opened.persistence)
+    return new ProjectStore(project.id, opened.data, opened.persistence, this.#limits)
   }
 
   async #persistenceFor (id: string, onDisk: boolean): Promise<Persistence> {

@@ -42,6 +42,17 @@ export const memoryOnly: Persistence = {
   remove: async () => {}
 }
 
+/** Bounds on what one store may hold; a write past one is refused with 413 and changes nothing. */
+export interface StoreLimits {
+  /** Largest value of one record, counted as size_bytes. */
+  maxValueBytes: number
+  maxKeys: number
+  /** Sum of size_bytes over the store. */
+  maxBytes: number
+}
+
+const NO_LIMITS: StoreLimits = { maxValueBytes: Infinity, maxKeys: Infinity, maxBytes: Infinity }
+
 interface Pending {
   change: Change
   seq: number
@@ -78,11 +89,22 @@ export class ProjectStore implements StoreEngine {
   #clearSeq = 0
   #seq = 0
   #running: Promise<void> | null = null
+  readonly #limits: StoreLimits
+  /** Keys and value bytes of the latest state (memory with pending changes), for the limits. */
+  #keys = 0
+  #bytes = 0
 
-  constructor (projectId: string, data: Map<string, KvRecord>, persistence: Persistence) {
+  constructor (projectId: string, data: Map<string, KvRecord>, persistence: Persistence, limits: StoreLimits = NO_LIMITS) {
     this.projectId = projectId
     this.#data = data
     this.#persistence = persistence
+    this.#limits = limits
+    this.#recount()
+  }
+
+  /** Value bytes held, summed over the records' size_bytes. */
+  get valueBytes (): number {
+    return this.#bytes
   }
 
   get size (): number {
@@ -111,7 +133,9 @@ export class ProjectStore implements StoreEngine {
 
   async set (key: string, value: JsonValue): Promise<KvRecord> {
     return await this.#write(() => {
-      const record = makeRecord(value, this.#latest(key))
+      const previous = this.#latest(key)
+      const record = makeRecord(value, previous)
+      this.#checkLimits(record, previous)
       return this.#submit({ op: 'set', key, record }).then(() => record)
     })
   }
@@ -157,6 +181,7 @@ export class ProjectStore implements StoreEngine {
     await this.#exclusive(async () => {
       this.#closed = true
       this.#data.clear()
+      this.#recount()
       await this.#persistence.remove()
     })
   }
@@ -178,7 +203,52 @@ export class ProjectStore implements StoreEngine {
     return await decide()
   }
 
+  #checkLimits (record: KvRecord, previous: KvRecord | undefined): void {
+    const { maxValueBytes, maxKeys, maxBytes } = this.#limits
+    if (record.size_bytes > maxValueBytes) throw new KvError(413, `Value is larger than the maximum of ${maxValueBytes} bytes`)
+    if (previous === undefined && this.#keys >= maxKeys) throw new KvError(413, `Project '${this.projectId}' already holds the maximum of ${maxKeys} keys`)
+    if (this.#bytes - (previous?.size_bytes ?? 0) + record.size_bytes > maxBytes) {
+      throw new KvError(413, `Project '${this.projectId}' would exceed its maximum of ${maxBytes} bytes of values`)
+    }
+  }
+
+  /** Recompute the totals from memory plus what is still pending. */
+  #recount (): void {
+    let keys = 0
+    let bytes = 0
+    for (const [key, record] of this.#data) {
+      if (this.#clearSeq !== 0 || this.#overlay.has(key)) continue
+      keys++
+      bytes += record.size_bytes
+    }
+    for (const { record } of this.#overlay.values()) {
+      if (record === undefined) continue
+      keys++
+      bytes += record.size_bytes
+    }
+    this.#keys = keys
+    this.#bytes = bytes
+  }
+
+  #count (change: Change): void {
+    if (change.op === 'clear') {
+      this.#keys = 0
+      this.#bytes = 0
+      return
+    }
+    const previous = this.#latest(change.key)
+    if (previous !== undefined) {
+      this.#keys--
+      this.#bytes -= previous.size_bytes
+    }
+    if (change.op === 'set') {
+      this.#keys++
+      this.#bytes += change.record.size_bytes
+    }
+  }
+
   #submit (change: Change): Promise<void> {
+    this.#count(change)
     const seq = ++this.#seq
     if (change.op === 'clear') {
       this.#overlay.clear()
@@ -207,6 +277,7 @@ export class ProjectStore implements StoreEngine {
         this.#queue = []
         this.#overlay.clear()
         this.#clearSeq = 0
+        this.#recount()
         const error = new KvError(507, `Could not write the store of project '${this.projectId}' to disk`, undefined, err)
         for (const p of failed) p.reject(error)
         continue

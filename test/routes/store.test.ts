@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { build, proj, testConfig } from '../helper.js'
@@ -60,12 +60,11 @@ t.test('R9 invalid JSON and empty bodies are 400 and change nothing', async t =>
 t.test('R9 created_at survives updates and restarts; updated_at moves', async t => {
   const { app, dir } = await build(t)
   await app.inject({ method: 'PUT', url: `${base}/k`, headers: proj, payload: 'a' })
+  await app.close()
   const file = join(dir, 'storage_data', 'p1_store.json')
   const onDisk = JSON.parse(readFileSync(file, 'utf8'))
   onDisk.k.created_at = 1000
   onDisk.k.updated_at = 1000
-  await app.close()
-  const { writeFileSync } = await import('node:fs')
   writeFileSync(file, JSON.stringify(onDisk))
   const again = await build(t, { dir })
   await again.app.inject({ method: 'PUT', url: `${base}/k`, headers: proj, payload: 'b' })
@@ -168,13 +167,16 @@ t.test('R12/R13 delete a key and clear the store, on disk too', async t => {
   for (const k of ['a', 'b', 'c']) await app.inject({ method: 'PUT', url: `${base}/${k}`, headers: proj, payload: k })
   const del = await app.inject({ method: 'DELETE', url: `${base}/a`, headers: proj })
   t.same(del.json(), { status_code: 200, message: "Key 'a' deleted successfully from project 'p1' store", System: null, data: null })
+  await app.close()
   const file = join(dir, 'storage_data', 'p1_store.json')
-  t.same(Object.keys(JSON.parse(readFileSync(file, 'utf8'))), ['b', 'c'])
+  t.same(Object.keys(JSON.parse(readFileSync(file, 'utf8'))), ['b', 'c'], 'after a stop the store file holds the store')
+  const again = await build(t, { dir })
   for (let i = 0; i < 2; i++) {
-    const clear = await app.inject({ method: 'DELETE', url: base, headers: proj })
+    const clear = await again.app.inject({ method: 'DELETE', url: base, headers: proj })
     t.equal(clear.statusCode, 200, 'also when already empty')
     t.equal(clear.json().message, "All key-value pairs deleted successfully from project 'p1' store")
   }
+  await again.app.close()
   t.same(JSON.parse(readFileSync(file, 'utf8')), {})
 })
 
@@ -182,7 +184,7 @@ t.test('in-memory projects keep no file', async t => {
   const { app, dir } = await build(t, { config: testConfig(c => { c.projects![0].storage = { on_disk: false } }) })
   await app.inject({ method: 'PUT', url: `${base}/k`, headers: proj, payload: 'v' })
   t.equal((await app.inject({ method: 'GET', url: `${base}/k/value`, headers: proj })).body, 'v')
-  t.throws(() => readFileSync(join(dir, 'storage_data', 'p1_store.json')), { code: 'ENOENT' })
+  t.same(readdirSync(join(dir, 'storage_data')).filter(f => f.startsWith('p1_')), [])
 })
 
 t.test('concurrent writes to one project are all kept', async t => {
@@ -190,6 +192,7 @@ t.test('concurrent writes to one project are all kept', async t => {
   const results = await Promise.all(Array.from({ length: 50 }, async (_, i) =>
     await app.inject({ method: 'PUT', url: `${base}/k${i}`, headers: proj, payload: `v${i}` })))
   t.ok(results.every(r => r.statusCode === 200))
+  await app.close()
   const onDisk = JSON.parse(readFileSync(join(dir, 'storage_data', 'p1_store.json'), 'utf8'))
   t.equal(Object.keys(onDisk).length, 50)
   t.equal(onDisk.k49.value, 'v49')
