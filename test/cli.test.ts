@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { verifyHash } from '../lib/keys.js'
@@ -6,7 +7,7 @@ import { chooseLogFormat, parseCommandLine, run, UsageError, USAGE, type ServeCo
 import type { KvConfig } from '../lib/config.js'
 import { VERSION } from '../lib/version.js'
 import { tempDir, testConfig } from './helper.js'
-import { freePort, runCli, ServerProcess, writeConfig } from './server/proc.js'
+import { freePort, ROOT, runCli, ServerProcess, writeConfig } from './server/proc.js'
 
 const KEY_LINE = /^│ (system key|project '[^']+')\s+([A-Za-z0-9_-]{43})\s*│$/gm
 
@@ -265,4 +266,23 @@ t.test('keys regenerate refuses while a server runs on the config', async t => {
 
   const after = await cli(['keys', 'regenerate', 'p1', '--config', file])
   t.equal(after.code, 0, 'works once the server has stopped')
+})
+
+t.test('the bin shim runs dist/server.js with the arguments, or says to build first', async t => {
+  const dir = tempDir(t)
+  mkdirSync(join(dir, 'bin'))
+  copyFileSync(join(ROOT, 'bin', 'simple-kv.js'), join(dir, 'bin', 'simple-kv.js'))
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }))
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin?: Record<string, string> }
+  t.same(pkg.bin, { 'simple-kv': 'bin/simple-kv.js' }, 'package.json names the command')
+
+  const missing = spawnSync(process.execPath, [join(dir, 'bin', 'simple-kv.js'), '--version'], { encoding: 'utf8' })
+  t.equal(missing.status, 1)
+  t.equal(missing.stderr, 'simple-kv: not built yet: run `npm run build` first\n')
+
+  mkdirSync(join(dir, 'dist'))
+  writeFileSync(join(dir, 'dist', 'server.js'), 'process.stdout.write(JSON.stringify(process.argv.slice(2)))\n')
+  const ran = spawnSync(process.execPath, [join(dir, 'bin', 'simple-kv.js'), 'keys', 'regenerate', '--system'], { encoding: 'utf8' })
+  t.equal(ran.status, 0, ran.stderr)
+  t.same(JSON.parse(ran.stdout), ['keys', 'regenerate', '--system'])
 })
