@@ -2,10 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { DirLock, LOCK_FILE_NAME, processAlive, processStartTime } from '../../lib/lock.js'
-
-type T = typeof t
 
 function writeLock (dir: string, owner: unknown): string {
   const file = join(dir, LOCK_FILE_NAME)
@@ -14,7 +12,7 @@ function writeLock (dir: string, owner: unknown): string {
 }
 
 /** A process that stays alive until the test ends. */
-async function liveProcess (t: T): Promise<ChildProcess & { pid: number }> {
+async function liveProcess (t: Test): Promise<ChildProcess & { pid: number }> {
   const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' })
   t.teardown(() => { child.kill('SIGKILL') })
   await new Promise(resolve => child.once('spawn', resolve))

@@ -3,14 +3,12 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { open, type FileHandle } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { StorageError } from '../../../lib/errors.js'
 import { Journal, journalFileName, readStoreFiles, type JournalOptions } from '../../../lib/engines/journal.js'
 import { ProjectStore } from '../../../lib/engines/project-store.js'
 import { snapshotText, storeFileName } from '../../../lib/engines/snapshot-file.js'
 import type { JsonValue, KvRecord } from '../../../lib/record.js'
-
-type T = typeof t
 
 const ID = 'p'
 
@@ -99,7 +97,7 @@ t.test('each change is one JSON line in the journal; a clean close folds them in
   const text = readFileSync(storeFileName(dir, ID), 'utf8')
   t.equal(text, snapshotText([['z', store.get('z') as KvRecord]]), 'the store file is in Simple-PyKV format')
   t.same(Object.keys(JSON.parse(text)), ['z'])
-  await t.rejects(store.set('x', 1), { statusCode: 404 }, 'a closed store takes no writes')
+  await t.rejects(store.set('x', 1), { name: 'KvError', statusCode: 404 }, 'a closed store takes no writes')
 
   const again = await openStore(dir)
   t.same(values(again.store), { z: 'last' })
@@ -231,7 +229,7 @@ t.test('a partial write then ENOSPC fails the batch: memory and file as before, 
   const before = readFileSync(journalFileName(dir, ID), 'utf8')
   disk.fault.write = true
   const results = await Promise.allSettled([store.set('k', 'v2'), store.set('n', 'new'), store.delete('k')])
-  for (const r of results) t.match(r, { status: 'rejected', reason: { statusCode: 507, message: "Could not write the store of project 'p' to disk" } })
+  for (const r of results) t.match(r, { status: 'rejected', reason: { name: 'KvError', statusCode: 507, message: "Could not write the store of project 'p' to disk" } })
   t.equal(store.get('k')?.value, 'v1', 'memory unchanged')
   t.equal(store.get('n'), undefined)
   t.equal(readFileSync(journalFileName(dir, ID), 'utf8'), before, 'the half-written batch was cut off')
@@ -250,7 +248,7 @@ t.test('a failed fsync fails the batch and its lines are cut off', async t => {
   const { store } = await openStore(dir, { openJournal: disk.openJournal })
   await store.set('a', 1)
   disk.fault.sync = true
-  await t.rejects(store.set('b', 2), { statusCode: 507 })
+  await t.rejects(store.set('b', 2), { name: 'KvError', statusCode: 507 })
   t.equal(store.get('b'), undefined)
   t.equal(journalLines(dir).length, 1)
   disk.fault.sync = false
@@ -264,7 +262,7 @@ t.test('a real ENOSPC from the kernel: the journal is /dev/full', { skip: exists
   const dir = t.testdir()
   const { store } = await openStore(dir)
   symlinkSync('/dev/full', journalFileName(dir, ID))
-  await t.rejects(store.set('a', 1), { statusCode: 507 })
+  await t.rejects(store.set('a', 1), { name: 'KvError', statusCode: 507 })
   t.equal(store.size, 0)
   unlinkSync(journalFileName(dir, ID))
   await store.set('a', 2)
@@ -279,8 +277,8 @@ t.test('the journal path is a directory: 507, reads keep working, and writes wor
   await first.store.close()
   const { store } = await openStore(dir)
   mkdirSync(journalFileName(dir, ID))
-  await t.rejects(store.set('new', 1), { statusCode: 507 })
-  await t.rejects(store.clear(), { statusCode: 507 })
+  await t.rejects(store.set('new', 1), { name: 'KvError', statusCode: 507 })
+  await t.rejects(store.clear(), { name: 'KvError', statusCode: 507 })
   t.same(values(store), { keep: 'me' }, 'reads keep working, memory unchanged')
   rmSync(journalFileName(dir, ID), { recursive: true })
   await store.set('new', 2)
@@ -298,7 +296,7 @@ t.test('the storage folder replaced by a file, then by an empty folder: the engi
   const again = await openStore(dir)
   rmSync(dir, { recursive: true })
   writeFileSync(dir, 'not a folder')
-  await t.rejects(again.store.set('c', 'C'), { statusCode: 507 })
+  await t.rejects(again.store.set('c', 'C'), { name: 'KvError', statusCode: 507 })
   t.same(values(again.store), { a: 'A', b: 'B' })
   unlinkSync(dir)
   mkdirSync(dir)
@@ -309,19 +307,28 @@ t.test('the storage folder replaced by a file, then by an empty folder: the engi
   await again.store.close()
 })
 
-/**
- * A folder with a small tmpfs mounted on it (root with mount rights only), or
- * null when that is not possible here. Unmounted and removed when the test ends.
- */
-function mountedDir (t: T): string | null {
-  if (process.platform !== 'linux' || process.getuid?.() !== 0) return null
-  const dir = mkdtempSync(join(tmpdir(), 'simple-kv-mount-'))
+/** Whether this process may mount a tmpfs (root with mount rights, as in a privileged container). */
+function canMount (): boolean {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return false
+  const probe = mkdtempSync(join(tmpdir(), 'simple-kv-mount-'))
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', dir], { stdio: 'ignore' })
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', probe], { stdio: 'ignore' })
+    execFileSync('umount', [probe], { stdio: 'ignore' })
+    return true
   } catch {
-    rmSync(dir, { recursive: true })
-    return null
+    return false
+  } finally {
+    rmSync(probe, { recursive: true })
   }
+}
+
+const MOUNT = canMount()
+const IS_ROOT = process.getuid?.() === 0
+
+/** A folder with a small tmpfs mounted on it; unmounted and removed when the test ends. */
+function mountedDir (t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'simple-kv-mount-'))
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', dir], { stdio: 'ignore' })
   t.teardown(() => {
     execFileSync('umount', ['-l', dir], { stdio: 'ignore' })
     rmSync(dir, { recursive: true })
@@ -329,14 +336,11 @@ function mountedDir (t: T): string | null {
   return dir
 }
 
-t.test('a read-only folder: writes get 507, reads keep working, and writes work again once it is writable', async t => {
-  const mount = mountedDir(t)
-  const mounted = mount !== null
-  const dir = mount ?? join(t.testdir(), 'storage')
-  if (!mounted && process.getuid?.() === 0) {
-    t.skip('root without mount rights: chmod cannot make a folder read-only for root')
-    return
-  }
+t.test('a read-only folder: writes get 507, reads keep working, and writes work again once it is writable', {
+  skip: MOUNT || !IS_ROOT ? false : 'root without mount rights: file modes do not stop root'
+}, async t => {
+  const mounted = MOUNT
+  const dir = mounted ? mountedDir(t) : join(t.testdir(), 'storage')
   const seed = await openStore(dir)
   await seed.store.set('a', 'A')
   await seed.store.close()
@@ -348,7 +352,7 @@ t.test('a read-only folder: writes get 507, reads keep working, and writes work 
   makeReadOnly(true)
   const { store } = await openStore(dir)
   t.same(values(store), { a: 'A' }, 'a read-only folder can still be loaded')
-  await t.rejects(store.set('b', 'B'), { statusCode: 507 })
+  await t.rejects(store.set('b', 'B'), { name: 'KvError', statusCode: 507 })
   t.same(values(store), { a: 'A' })
   makeReadOnly(false)
   await store.set('b', 'B')
@@ -356,12 +360,10 @@ t.test('a read-only folder: writes get 507, reads keep working, and writes work 
   t.same(values((await openStore(dir)).store), { a: 'A', b: 'B' })
 })
 
-t.test('a full disk (a small real file system): 507, nothing half-written, recovery once space is freed', async t => {
+t.test('a full disk (a small real file system): 507, nothing half-written, recovery once space is freed', {
+  skip: MOUNT ? false : 'needs root with mount rights'
+}, async t => {
   const dir = mountedDir(t)
-  if (dir === null) {
-    t.skip('needs root with mount rights')
-    return
-  }
   const { store } = await openStore(dir, { maxBytes: 1 << 30 })
   const filler = join(dir, 'filler')
   writeFileSync(filler, Buffer.alloc(200 * 1024))

@@ -130,7 +130,7 @@ t.test('switching persistence waits for writes in flight; writes during the swit
 t.test('a persistence that cannot take the store over: 507, the store keeps the old one', async t => {
   const store = new ProjectStore('p', new Map(), memoryOnly)
   const broken: Persistence = { ...memoryOnly, writeAll: async () => { throw new Error('read-only') } }
-  await t.rejects(store.setPersistence(broken), { statusCode: 507 })
+  await t.rejects(store.setPersistence(broken), { name: 'KvError', statusCode: 507 })
   t.equal(store.persistence, memoryOnly)
 })
 
@@ -148,7 +148,7 @@ t.test('close and destroy wait for writes in flight; later writes find no projec
   t.same(await late, { status: 404 })
   await store.close()
   t.equal(disk.flushed, 1, 'closing twice flushes once')
-  await t.rejects(store.setPersistence(memoryOnly), { statusCode: 404 })
+  await t.rejects(store.setPersistence(memoryOnly), { name: 'KvError', statusCode: 404 })
   await store.destroy()
   t.equal(disk.removed, 1)
   t.equal(store.size, 0)
