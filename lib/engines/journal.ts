@@ -46,9 +46,11 @@ function errnoCode (err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException).code
 }
 
+/** Await a removal; a file that is not there (or whose folder is not) is already removed. */
 async function ignoreMissing (p: Promise<unknown>): Promise<void> {
   await p.catch((err: unknown) => {
-    if (errnoCode(err) !== 'ENOENT') throw err
+    const code = errnoCode(err)
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err
   })
 }
 
