@@ -94,7 +94,9 @@ async function serve (cmd: ServeCommand): Promise<void> {
     ...serverOptions(settings.maxKeyBytes),
     bodyLimit: settings.maxBodyBytes,
     logger: loggerOptions(level, chooseLogFormat(cmd.logFormat, process.stdout.isTTY === true), color),
-    logController: new RequestLog()
+    logController: new RequestLog(),
+    // Loading the stores is part of registering the app; a store of millions of keys can take longer than Fastify's 10 s default.
+    pluginTimeout: 300_000
   })
   if (created) fastify.log.info({ file: store.file }, 'created a default config file')
 
