@@ -1,6 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { PROJECT_KEY, SYSTEM_KEY, tempDir, testConfig } from '../helper.js'
-import { ServerProcess, writeConfig, type Exit } from './proc.js'
+import { runInTerminal, ServerProcess, writeConfig, type Exit } from './proc.js'
 
 /** The stdout lines that are JSON log records (the banner is plain text between them). */
 function records (stdout: string): Array<Record<string, unknown>> {
@@ -78,4 +79,21 @@ t.test('--log-format pretty gives readable lines, uncoloured off a terminal', as
   t.match(exit.stdout, /^\[\d\d:\d\d:\d\d\.\d{3}\] DEBUG: \[req-\w+\] GET \/status 200 [\d.]+ms$/m)
   t.notMatch(exit.stdout, '\x1b[')
   t.notOk((exit.stdout + exit.stderr).includes(SYSTEM_KEY))
+})
+
+t.test('on a terminal: coloured pretty logs and banner, chosen automatically; Ctrl-C stops it cleanly', async t => {
+  const dir = tempDir(t)
+  const file = writeConfig(dir, testConfig(c => { c.server_port = 0 }))
+  const term = runInTerminal(t, ['--config', file])
+  const until = Date.now() + 30_000
+  while (!term.output().includes('Keys') && Date.now() < until) await sleep(50)
+  term.interrupt()
+  const exit = await term.exited
+  t.equal(exit.code, 0, 'script reports the server exited 0')
+  const shown = term.output()
+  t.match(shown, /\[\d\d:\d\d:\d\d\.\d{3}\] \x1b\[32mINFO\x1b\[39m: \x1b\[36mServer listening at http:\/\/127\.0\.0\.1:\d+/, 'pretty, coloured log line')
+  t.match(shown, '\x1b[1m\x1b[36mSimple KV\x1b[39m\x1b[22m', 'coloured banner')
+  t.match(shown, 'shutting down')
+  t.match(shown, 'stopped: stores flushed and closed')
+  t.notMatch(shown, /^\{"level"/m, 'no JSON lines')
 })

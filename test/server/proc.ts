@@ -15,11 +15,34 @@ function loaderArgs (): string[] {
   return args
 }
 
-/** Environment for a child: no SIMPLE_KV_CONFIG leaking in from the shell, never colours. */
-function childEnv (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+/** Environment for a child: no SIMPLE_KV_CONFIG leaking in from the shell, no colours unless `color`. */
+function childEnv (extra: NodeJS.ProcessEnv = {}, color = false): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...extra }
   if (extra.SIMPLE_KV_CONFIG === undefined) delete env.SIMPLE_KV_CONFIG
+  if (color) delete env.NO_COLOR
   return env
+}
+
+function shellQuote (arg: string): string {
+  return `'${arg.replace(/'/g, "'\\''")}'`
+}
+
+/**
+ * Run `simple-kv <args>` on a pseudo-terminal (util-linux `script`), as a person
+ * at a terminal would: `interrupt()` types Ctrl-C; resolves with everything shown.
+ */
+export function runInTerminal (t: Teardown, args: string[], opts: { cwd?: string } = {}): { output: () => string, interrupt: () => void, exited: Promise<Exit> } {
+  const command = [process.execPath, ...loaderArgs(), SERVER_TS, ...args].map(shellQuote).join(' ')
+  // stdin stays an open pipe: `script` ends the session when its input ends.
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: opts.cwd ?? ROOT, env: childEnv({}, true), stdio: ['pipe', 'pipe', 'pipe'] })
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  let shown = ''
+  child.stdout.setEncoding('utf8').on('data', (s: string) => { shown += s })
+  return {
+    output: () => shown,
+    interrupt: () => { child.stdin.write('\x03') },
+    exited: collect(child)
+  }
 }
 
 export interface Exit {
