@@ -107,7 +107,9 @@ export class DirLock {
         const who = holder as LockOwner
         throw new StorageError(
           `The storage folder ${dir} is in use by another Simple KV process (pid ${who.pid}${who.host === hostname() ? '' : ` on ${who.host}`}; lock file ${path}). ` +
-          'Stop that process or point this server at another folder.'
+          'Stop that process or point this server at another folder.' +
+          // A process on another host (or in another container) cannot be checked from here.
+          (who.host === hostname() ? '' : ` If no server runs on ${who.host} any more (a replaced container, say), delete the lock file.`)
         )
       }
       await DirLock.#removeStale(path, existing)

@@ -42,9 +42,28 @@ export interface Project {
   readonly discoverable: boolean
 }
 
-interface ProjectEntry {
+/** The registry's record of one project; handed out as a read-only Project. */
+class ProjectEntry implements Project {
+  readonly id: string
   auth: ScopeAuth
-  store: ProjectStore
+  readonly store: ProjectStore
+  readonly #config: ConfigStore
+
+  constructor (id: string, auth: ScopeAuth, store: ProjectStore, config: ConfigStore) {
+    this.id = id
+    this.auth = auth
+    this.store = store
+    this.#config = config
+  }
+
+  /** The project's settings; bare (all defaults) in the instant between a delete's config write and its removal here. */
+  get config (): ProjectConfig {
+    return this.#config.project(this.id) ?? { id: this.id }
+  }
+
+  get discoverable (): boolean {
+    return this.config.security?.keys_and_values_discoverable ?? true
+  }
 }
 
 function isPlainObject (value: unknown): value is Record<string, unknown> {
@@ -126,10 +145,7 @@ export class Registry {
     registry.#lock = await DirLock.acquire(registry.storageDir)
     try {
       for (const project of config.config.projects ?? []) {
-        registry.#projects.set(project.id, {
-          auth: new ScopeAuth(project.authentication),
-          store: await registry.#openStore(project, warnings)
-        })
+        registry.#projects.set(project.id, new ProjectEntry(project.id, new ScopeAuth(project.authentication), await registry.#openStore(project, warnings), config))
       }
     } catch (err) {
       await registry.close()
@@ -156,16 +172,7 @@ export class Registry {
   }
 
   project (id: string): Project | undefined {
-    const entry = this.#projects.get(id)
-    const config = entry === undefined ? undefined : this.config.project(id)
-    if (entry === undefined || config === undefined) return undefined
-    return {
-      id,
-      config,
-      auth: entry.auth,
-      store: entry.store,
-      discoverable: config.security?.keys_and_values_discoverable ?? true
-    }
+    return this.#projects.get(id)
   }
 
   /** Every project's settings, keyed by id, without ids or secrets. */
@@ -225,7 +232,7 @@ export class Registry {
         await store.close()
         throw err
       }
-      this.#projects.set(id, { auth: new ScopeAuth(project.authentication), store })
+      this.#projects.set(id, new ProjectEntry(id, new ScopeAuth(project.authentication), store, this.config))
       return key
     })
   }
