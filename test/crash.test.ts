@@ -1,5 +1,5 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { readStoreFiles } from '../lib/engines/journal.js'
+import { compiledServer } from './compiled.js'
 import { PROJECT_KEY, testConfig } from './helper.js'
 
 /*
@@ -22,55 +23,6 @@ const LANES = 3
 const KILLS_PER_LANE = 7
 const WORKERS = 12
 const KEYS_PER_WORKER = 4
-
-/** Newest modification time of the server's sources. */
-function newestSource (): number {
-  let newest = 0
-  const visit = (path: string): void => {
-    const info = statSync(path)
-    if (info.isDirectory()) {
-      for (const name of readdirSync(path)) visit(join(path, name))
-    } else if (path.endsWith('.ts')) {
-      newest = Math.max(newest, info.mtimeMs)
-    }
-  }
-  for (const entry of ['app.ts', 'server.ts', 'lib', 'plugins', 'routes']) visit(join(ROOT, entry))
-  return newest
-}
-
-/**
- * The compiled server in a private folder, so a rebuild of dist/ by someone
- * else cannot change it under the test: a copy of dist/ when `npm test` just
- * built it (pretest), else compiled here once.
- */
-function buildServer (): string {
-  const cache = join(ROOT, 'node_modules', '.cache', 'simple-kv-crash-test')
-  const build = join(cache, 'build')
-  const server = join(build, 'server.js')
-  const dist = join(ROOT, 'dist')
-  const newest = newestSource()
-  if (existsSync(join(dist, 'server.js')) && statSync(join(dist, 'server.js')).mtimeMs >= newest) {
-    rmSync(build, { recursive: true, force: true })
-    rmSync(join(cache, 'build.tsbuildinfo'), { force: true })
-    cpSync(dist, build, { recursive: true })
-    return server
-  }
-  mkdirSync(cache, { recursive: true })
-  const tsconfig = join(cache, 'tsconfig.json')
-  writeFileSync(tsconfig, JSON.stringify({
-    extends: '../../../tsconfig.json',
-    files: ['../../../server.ts'],
-    include: [],
-    compilerOptions: { outDir: './build', rootDir: '../../..', declaration: false, sourceMap: false, incremental: true, tsBuildInfoFile: './build.tsbuildinfo' }
-  }))
-  try {
-    execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', tsconfig], { stdio: 'pipe' })
-  } catch (err) {
-    // Type errors elsewhere still emit JavaScript; only a missing output is fatal.
-    if (!existsSync(server) || statSync(server).mtimeMs < newest) throw err
-  }
-  return server
-}
 
 async function freePort (): Promise<number> {
   return await new Promise((resolve, reject) => {
@@ -284,7 +236,7 @@ async function lane (t: Test, script: string, index: number): Promise<LaneResult
 }
 
 t.test('SIGKILL under concurrent PUT/DELETE load never loses an acknowledged write nor invents one', async t => {
-  const script = buildServer()
+  const script = compiledServer()
   const results = await Promise.all(Array.from({ length: LANES }, async (_, i) => await lane(t, script, i)))
   const kills = results.reduce((n, r) => n + r.kills, 0)
   const acknowledged = results.reduce((n, r) => n + r.acknowledged, 0)

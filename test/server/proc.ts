@@ -4,16 +4,9 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { KvConfig } from '../../lib/config.js'
+import { compiledServer } from '../compiled.js'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-export const SERVER_TS = join(ROOT, 'server.ts')
-
-/** Node flags that let a child run the TypeScript sources the way tap runs the tests. */
-function loaderArgs (): string[] {
-  const args = process.execArgv.filter(a => a.includes('@tapjs/typescript') || a === '--enable-source-maps')
-  if (!args.some(a => a.includes('@tapjs/typescript'))) throw new Error('run this test through tap: the server is spawned with its TypeScript loader')
-  return args
-}
 
 /** Environment for a child: no SIMPLE_KV_CONFIG leaking in from the shell, no colours unless `color`. */
 function childEnv (extra: NodeJS.ProcessEnv = {}, color = false): NodeJS.ProcessEnv {
@@ -32,7 +25,7 @@ function shellQuote (arg: string): string {
  * at a terminal would: `interrupt()` types Ctrl-C; resolves with everything shown.
  */
 export function runInTerminal (t: Teardown, args: string[], opts: { cwd?: string } = {}): { output: () => string, interrupt: () => void, exited: Promise<Exit> } {
-  const command = [process.execPath, ...loaderArgs(), SERVER_TS, ...args].map(shellQuote).join(' ')
+  const command = [process.execPath, compiledServer(), ...args].map(shellQuote).join(' ')
   // stdin stays an open pipe: `script` ends the session when its input ends.
   const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: opts.cwd ?? ROOT, env: childEnv({}, true), stdio: ['pipe', 'pipe', 'pipe'] })
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
@@ -58,7 +51,7 @@ interface Teardown {
 
 /** Run `simple-kv <args>` to completion (killed after `timeoutMs`). */
 export async function runCli (t: Teardown, args: string[], opts: { cwd?: string, env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<Exit> {
-  const child = spawn(process.execPath, [...loaderArgs(), SERVER_TS, ...args], { cwd: opts.cwd ?? ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [compiledServer(), ...args], { cwd: opts.cwd ?? ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   const timer = setTimeout(() => { child.kill('SIGKILL') }, opts.timeoutMs ?? 30_000)
   const exit = await collect(child)
@@ -124,7 +117,7 @@ export class ServerProcess {
 
   /** Start `simple-kv <args>` and wait for the banner's Listening line (or the process's end). */
   static async start (t: Teardown, args: string[], opts: { cwd?: string, env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<ServerProcess> {
-    const child = spawn(process.execPath, [...loaderArgs(), SERVER_TS, ...args], { cwd: opts.cwd ?? ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [compiledServer(), ...args], { cwd: opts.cwd ?? ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
     t.teardown(async () => {
       if (child.exitCode !== null || child.signalCode !== null) return
       child.kill('SIGKILL')
