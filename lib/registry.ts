@@ -147,12 +147,12 @@ export class Registry {
       for (const project of config.config.projects ?? []) {
         registry.#projects.set(project.id, new ProjectEntry(project.id, new ScopeAuth(project.authentication), await registry.#openStore(project, warnings), config))
       }
+      const generated = await registry.#generateMissingKeys()
+      return { registry, generated, warnings }
     } catch (err) {
       await registry.close()
       throw err
     }
-    const generated = await registry.#generateMissingKeys()
-    return { registry, generated, warnings }
   }
 
   get storageDir (): string {
