@@ -6,7 +6,8 @@ import { StorageError } from '../errors.js'
 import { FILE_MODE, ensureDir, fsyncDir } from '../fsutil.js'
 import { recordFromFile, type KvRecord } from '../record.js'
 import { applyChange, type Change, type Persistence } from './project-store.js'
-import { isSnapshotTemp, readSnapshot, storeFileName, writeSnapshotAtomic } from './snapshot-file.js'
+import { readLineBlocks, type LineBlocksEnd } from './lines.js'
+import { entriesCopy, isSnapshotTemp, readSnapshot, storeFileName, writeSnapshotAtomic } from './snapshot-file.js'
 
 export interface JournalOptions {
   durability: Durability
@@ -85,44 +86,75 @@ interface Replayed {
  * stops start-up. Returns null when the file does not exist.
  */
 async function replay (file: string, data: Map<string, KvRecord>, warnings: string[]): Promise<Replayed | null> {
-  let bytes: Buffer
-  let ino: number
+  let handle: FileHandle
   try {
-    const handle = await open(file, 'r')
-    try {
-      ino = (await handle.stat()).ino
-      bytes = await handle.readFile()
-    } finally {
-      await handle.close()
-    }
+    handle = await open(file, 'r')
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return null
-    throw new StorageError(`Cannot read journal file ${file}: ${(err as Error).message}`, { cause: err })
+    throw cannotReadJournal(file, err)
+  }
+  let line = 0
+  let end: LineBlocksEnd | null
+  let ino: number
+  try {
+    ino = (await handle.stat()).ino
+    // A block of whole lines at a time: the journal is never held whole, and a block is decoded at once.
+    end = await readLineBlocks(handle, block => {
+      line = replayLines(file, block, line, data)
+      return true
+    })
+  } catch (err) {
+    if (err instanceof StorageError) throw err
+    throw cannotReadJournal(file, err)
+  } finally {
+    await handle.close()
+  }
+  const { rest, bytes } = end as LineBlocksEnd
+  if (rest.length > 0) {
+    warnings.push(`Journal file ${file} line ${line + 1}: dropped a torn last line (${rest.length} bytes), a write interrupted by a crash`)
+  }
+  return { goodBytes: bytes - rest.length, totalBytes: bytes, ino }
+}
+
+function cannotReadJournal (file: string, err: unknown): StorageError {
+  return new StorageError(`Cannot read journal file ${file}: ${(err as Error).message}`, { cause: err })
+}
+
+/** Apply whole lines (`block` ends with a newline) numbered from `line` + 1; returns the number of the last one. */
+function replayLines (file: string, block: Buffer, line: number, data: Map<string, KvRecord>): number {
+  let text: string
+  try {
+    text = utf8.decode(block)
+  } catch {
+    // Find the line to name.
+    let start = 0
+    let n = line
+    while (start < block.length) {
+      const end = block.indexOf(NEWLINE, start)
+      n++
+      try {
+        utf8.decode(block.subarray(start, end))
+      } catch {
+        throw new StorageError(`Journal file ${file} line ${n} is not valid UTF-8; start-up stopped and the file was left untouched`)
+      }
+      start = end + 1
+    }
+    throw new StorageError(`Journal file ${file} is not valid UTF-8; start-up stopped and the file was left untouched`)
   }
   let start = 0
-  let line = 0
-  while (start < bytes.length) {
+  while (start < text.length) {
+    const end = text.indexOf('\n', start)
     line++
-    const end = bytes.indexOf(NEWLINE, start)
-    if (end === -1) {
-      warnings.push(`Journal file ${file} line ${line}: dropped a torn last line (${bytes.length - start} bytes), a write interrupted by a crash`)
-      return { goodBytes: start, totalBytes: bytes.length, ino }
-    }
-    let text: string
-    try {
-      text = utf8.decode(bytes.subarray(start, end))
-    } catch {
-      throw new StorageError(`Journal file ${file} line ${line} is not valid UTF-8; start-up stopped and the file was left untouched`)
-    }
+    const lineText = text.slice(start, end)
     start = end + 1
-    if (text.trim() === '') continue
-    const change = parseChange(text)
+    if (lineText.trim() === '') continue
+    const change = parseChange(lineText)
     if (typeof change === 'string') {
       throw new StorageError(`Journal file ${file} line ${line} is ${change}; start-up stopped and the file was left untouched`)
     }
     applyChange(data, change)
   }
-  return { goodBytes: bytes.length, totalBytes: bytes.length, ino }
+  return line
 }
 
 interface Loaded {
@@ -271,7 +303,7 @@ export class Journal implements Persistence {
     if (this.#compaction !== null || this.#closed) return
     if (this.#size < Math.max(this.#options.maxBytes, this.#snapshot?.bytes ?? 0)) return
     // Records are never mutated, so a copy of the entries is a consistent snapshot of this moment.
-    const entries = Array.from(data)
+    const entries = entriesCopy(data)
     this.#compaction = this.#compact(entries)
       .catch((err: unknown) => { this.lastCompactionError = err })
       .finally(() => { this.#compaction = null })
@@ -379,7 +411,8 @@ export class Journal implements Persistence {
   async #rewriteFiles (data: ReadonlyMap<string, KvRecord>): Promise<void> {
     await this.#settle()
     await ensureDir(this.dir)
-    const written = await writeSnapshotAtomic(this.snapshotFile, Array.from(data))
+    // Callers hold `data` still meanwhile (close, a switch to disk, an append): no copy needed.
+    const written = await writeSnapshotAtomic(this.snapshotFile, data)
     this.#snapshot = { ino: written.ino, bytes: written.bytes }
     await this.#closeHandle(false)
     await this.#dropRotated(Infinity)
@@ -405,7 +438,7 @@ export class Journal implements Persistence {
    * of `entries` (the state at that moment) in the background, then remove
    * the rotated journals it covers.
    */
-  async #compact (entries: Array<[string, KvRecord]>): Promise<void> {
+  async #compact (entries: Iterable<readonly [string, KvRecord]>): Promise<void> {
     const generation = await this.#io.runExclusive(async () => await this.#rotate())
     if (generation === null) return
     const written = await writeSnapshotAtomic(this.snapshotFile, entries)

@@ -506,3 +506,29 @@ t.test('everysec: a failed background fsync makes the next write rewrite the fil
   await store.close()
   t.same(values((await openStore(dir)).store), { a: 1, b: 2 })
 })
+
+t.test('a journal longer than one read: every line applied, and problems named by their line across reads', async t => {
+  const dir = t.testdir()
+  const file = journalFileName(dir, ID)
+  const lines: string[] = []
+  for (let i = 0; i < 20000; i++) lines.push(line({ op: 'set', key: `k${i % 5000}`, record: rec(`v${i} ${'x'.repeat(100)}`) }))
+  lines.push(line({ op: 'delete', key: 'k1' }))
+  const text = lines.join('')
+  t.ok(text.length > 2 << 20, 'more than two reads of the file')
+  writeFileSync(file, text + '{"op":"set","key":"torn","rec')
+  const { store, warnings } = await openStore(dir)
+  t.equal(store.size, 4999)
+  t.equal(store.get('k4999')?.value, `v19999 ${'x'.repeat(100)}`)
+  t.equal(store.get('k1'), undefined)
+  t.match(warnings, [/line 20002: dropped a torn last line \(29 bytes\)/])
+  await store.close()
+
+  const bad = [...lines]
+  bad[15000] = '{"op":"set","key":"a",\n'
+  writeFileSync(file, bad.join(''))
+  await t.rejects(openStore(dir), { name: 'StorageError', message: /line 15001 is not valid JSON/ })
+  const utf = Buffer.concat([Buffer.from(lines.slice(0, 18000).join('')), Buffer.from([0xc3, 0x28, 0x0a]), Buffer.from(lines.slice(18000).join(''))])
+  writeFileSync(file, utf)
+  await t.rejects(openStore(dir), { name: 'StorageError', message: /line 18001 is not valid UTF-8/ })
+  t.same(readFileSync(file), utf, 'the file is left untouched')
+})
