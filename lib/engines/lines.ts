@@ -20,18 +20,20 @@ export interface LineBlocksEnd {
  */
 export async function readLineBlocks (handle: FileHandle, onLines: (block: Buffer) => boolean, maxFirstLine = Infinity): Promise<LineBlocksEnd | null> {
   let position = 0
+  // One buffer for every read: `onLines` is done with a block before the next
+  // read, and the bytes after the last newline are copied out of it.
+  const chunk = Buffer.allocUnsafe(READ_BYTES)
   let pending: Buffer[] = []
   let pendingBytes = 0
   let sawLine = false
   for (;;) {
-    const chunk = Buffer.allocUnsafe(READ_BYTES)
     const { bytesRead } = await handle.read(chunk, 0, READ_BYTES, position)
     if (bytesRead === 0) break
     position += bytesRead
     const data = chunk.subarray(0, bytesRead)
     const last = data.lastIndexOf(NEWLINE)
     if (last === -1) {
-      pending.push(data)
+      pending.push(Buffer.from(data))
       pendingBytes += data.length
       if (!sawLine && pendingBytes > maxFirstLine) return null
       continue
@@ -39,7 +41,7 @@ export async function readLineBlocks (handle: FileHandle, onLines: (block: Buffe
     sawLine = true
     const head = data.subarray(0, last + 1)
     const block = pendingBytes === 0 ? head : Buffer.concat([...pending, head], pendingBytes + head.length)
-    pending = last + 1 < data.length ? [data.subarray(last + 1)] : []
+    pending = last + 1 < data.length ? [Buffer.from(data.subarray(last + 1))] : []
     pendingBytes = pending.length === 0 ? 0 : pending[0].length
     if (!onLines(block)) return null
   }
