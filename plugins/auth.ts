@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { KvError } from '../lib/errors.js'
 import { presentedKey, VerifierBusyError, type ScopeAuth } from '../lib/keys.js'
@@ -8,9 +8,9 @@ import { notFound, type Project } from '../lib/registry.js'
 declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest hook: the system key, or 401. */
-    requireSystemKey: onRequestAsyncHookHandler
+    requireSystemKey: onRequestHookHandler
     /** onRequest hook: the project in `params.id` exists and the key is its own, or 404/401. */
-    requireProjectKey: onRequestAsyncHookHandler
+    requireProjectKey: onRequestHookHandler
   }
   interface FastifyRequest {
     /** Set once the system key check passed: the response then carries the System object. */
@@ -36,47 +36,71 @@ export default fp(async (fastify) => {
   const settings = fastify.kvConfig.settings
   const limiter = new FailureLimiter({ maxFailures: settings.maxAuthFailures, windowSeconds: settings.authFailureWindowSeconds })
 
-  async function verify (auth: ScopeAuth, request: FastifyRequest): Promise<void> {
+  /** Answers 429 when the client address is over its failure limit. */
+  function limited (request: FastifyRequest, done: (err?: Error) => void): boolean {
+    const retryAfter = limiter.retryAfter(request.ip)
+    if (retryAfter === 0) return false
+    // Closing the connection makes a flooding client pay for a new one before its next guess.
+    done(new KvError(429, 'Too many failed authentication attempts; retry later', { 'retry-after': String(retryAfter), connection: 'close' }))
+    return true
+  }
+
+  /** A failed authentication: counted, then 401 (or 429 once over the limit). */
+  function fail (request: FastifyRequest, done: (err?: Error) => void): void {
+    if (limited(request, done)) return
+    limiter.fail(request.ip)
+    done(unauthorized())
+  }
+
+  /**
+   * Calls `done` with nothing when the key opens `auth`, else with the error to
+   * answer. The common cases finish synchronously; only a slow hash waits.
+   */
+  function verify (auth: ScopeAuth, request: FastifyRequest, done: (err?: Error) => void): void {
     const key = presentedKey(request.headers)
     const fast = auth.checkFast(key)
-    if (fast === true) return
-    const retryAfter = limiter.retryAfter(request.ip)
-    if (retryAfter > 0) {
-      throw new KvError(429, 'Too many failed authentication attempts; retry later', { 'retry-after': String(retryAfter) })
+    if (fast === true) {
+      done()
+      return
     }
-    let ok = false
-    if (fast === undefined) {
-      try {
-        ok = await auth.checkSlow(key as string)
-      } catch (err) {
-        if (err instanceof VerifierBusyError) throw new KvError(503, err.message, { 'retry-after': '1' })
-        throw err
-      }
+    if (fast === false) {
+      fail(request, done)
+      return
     }
-    if (!ok) {
-      limiter.fail(request.ip)
-      throw unauthorized()
-    }
+    if (limited(request, done)) return
+    auth.checkSlow(key as string).then(ok => {
+      if (ok) done()
+      else fail(request, done)
+    }, (err: unknown) => {
+      done(err instanceof VerifierBusyError ? new KvError(503, err.message, { 'retry-after': '1' }) : err as Error)
+    })
   }
 
   fastify.decorateRequest('kvSystem', false)
   fastify.decorateRequest('kvProject', null)
 
-  fastify.decorate('requireSystemKey', async function (request: FastifyRequest, _reply: FastifyReply) {
-    await verify(fastify.kv.systemAuth, request)
-    request.kvSystem = true
+  fastify.decorate('requireSystemKey', function (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
+    verify(fastify.kv.systemAuth, request, err => {
+      if (err === undefined) request.kvSystem = true
+      done(err)
+    })
   })
 
-  fastify.decorate('requireProjectKey', async function (request: FastifyRequest, _reply: FastifyReply) {
+  fastify.decorate('requireProjectKey', function (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
     const { id } = request.params as { id: string }
     const project = fastify.kv.project(id)
     if (project === undefined) {
-      if (fastify.kv.projectDiscoverable) throw notFound(id)
-      // Answer exactly as a wrong key would, failure count included.
-      limiter.fail(request.ip)
-      throw unauthorized()
+      if (fastify.kv.projectDiscoverable) {
+        done(notFound(id))
+        return
+      }
+      // Answer exactly as a wrong key would, failure count and limit included.
+      fail(request, done)
+      return
     }
-    await verify(project.auth, request)
-    request.kvProject = project
+    verify(project.auth, request, err => {
+      if (err === undefined) request.kvProject = project
+      done(err)
+    })
   })
 }, { name: 'kv-auth', fastify: '5.x', dependencies: ['kv-config', 'kv-storage'] })

@@ -80,3 +80,22 @@ t.test('authentication.enabled false opens the scope; missing enabled means true
   t.equal((await app.inject({ method: 'GET', url: '/api/v1/projects/p1' })).statusCode, 401)
   t.equal((await app.inject({ method: 'GET', url: '/api/v1/projects/p1', headers: { 'x-api-key': PROJECT_KEY } })).statusCode, 200)
 })
+
+t.test('failed authentications are limited per address: 429 with Retry-After, then reset', async t => {
+  const { app } = await build(t, {
+    config: testConfig(c => { c.system!.security = { project_discoverable: false, max_auth_failures: 3, auth_failure_window_seconds: 1 } })
+  })
+  const from = (ip: string, headers: Record<string, string>) => ({ method: 'GET' as const, url: '/api/v1/projects/p1', headers, remoteAddress: ip })
+  for (let i = 0; i < 3; i++) t.equal((await app.inject(from('10.0.0.1', { 'x-api-key': `wrong-${i}` }))).statusCode, 401)
+  const limited = await app.inject(from('10.0.0.1', { 'x-api-key': 'wrong-again' }))
+  t.equal(limited.statusCode, 429)
+  t.same(limited.json(), { status_code: 429, message: 'Too many failed authentication attempts; retry later', System: null, data: null })
+  t.equal(limited.headers['retry-after'], '1')
+  t.equal(limited.headers.connection, 'close', 'the flooding connection is closed')
+  const unknown = await app.inject({ method: 'GET', url: '/api/v1/projects/ghost', headers: { 'x-api-key': 'x' }, remoteAddress: '10.0.0.1' })
+  t.equal(unknown.statusCode, 429, 'an unknown project answers like a wrong key, limit included')
+  t.equal((await app.inject(from('10.0.0.1', { 'x-api-key': PROJECT_KEY }))).statusCode, 200, 'a good key is never held back')
+  t.equal((await app.inject(from('10.0.0.2', { 'x-api-key': 'wrong' }))).statusCode, 401, 'other addresses are not affected')
+  await new Promise(resolve => setTimeout(resolve, 1100))
+  t.equal((await app.inject(from('10.0.0.1', { 'x-api-key': 'wrong' }))).statusCode, 401, 'the window ended: counting starts again')
+})
