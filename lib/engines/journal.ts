@@ -7,7 +7,7 @@ import { FILE_MODE, ensureDir, fsyncDir } from '../fsutil.js'
 import { recordFromFile, type KvRecord } from '../record.js'
 import { applyChange, type Change, type Persistence } from './project-store.js'
 import { readLineBlocks, type LineBlocksEnd } from './lines.js'
-import { entriesCopy, isSnapshotTemp, readSnapshot, storeFileName, writeSnapshotAtomic } from './snapshot-file.js'
+import { entriesCopy, isSnapshotTemp, readSnapshotFile, storeFileName, writeSnapshotAtomic } from './snapshot-file.js'
 
 export interface JournalOptions {
   durability: Durability
@@ -161,6 +161,8 @@ interface Loaded {
   data: Map<string, KvRecord>
   warnings: string[]
   snapshot: { ino: number, bytes: number } | null
+  /** The snapshot is in another layout than ours (read whole, not line by line). */
+  foreignLayout: boolean
   rotated: Array<{ generation: number, bytes: number }>
   active: Replayed | null
   /** Temporary files of interrupted snapshot writes. */
@@ -171,7 +173,7 @@ interface Loaded {
 async function load (dir: string, projectId: string): Promise<Loaded> {
   const snapshotFile = storeFileName(dir, projectId)
   const warnings: string[] = []
-  const data = await readSnapshot(snapshotFile)
+  const { data, lineLayout } = await readSnapshotFile(snapshotFile)
   const snapshot = await stat(snapshotFile).then(s => ({ ino: s.ino, bytes: s.size }), () => null)
   const names = await readdir(dir).catch(() => [] as string[])
   const prefix = `${projectId}_store.journal.`
@@ -186,7 +188,7 @@ async function load (dir: string, projectId: string): Promise<Loaded> {
   }
   const active = await replay(journalFileName(dir, projectId), data, warnings)
   const temps = names.filter(n => isSnapshotTemp(n, snapshotFile))
-  return { data, warnings, snapshot, rotated, active, temps }
+  return { data, warnings, snapshot, foreignLayout: !lineLayout, rotated, active, temps }
 }
 
 async function writeAllBytes (handle: FileHandle, buffer: Buffer): Promise<void> {
@@ -224,6 +226,8 @@ export class Journal implements Persistence {
   #compaction: Promise<void> | null = null
   /** The files can no longer be trusted to match memory: rewrite them before the next append. */
   #rewrite = false
+  /** The snapshot was read whole (another layout): a clean close rewrites it in ours, which the next start reads line by line. */
+  #foreignLayout = false
   #dirty = false
   #timer: NodeJS.Timeout | null = null
   #closed = false
@@ -252,6 +256,7 @@ export class Journal implements Persistence {
     const loaded = await load(dir, projectId)
     const journal = new Journal(dir, projectId, options)
     journal.#snapshot = loaded.snapshot
+    journal.#foreignLayout = loaded.foreignLayout
     journal.#rotated = loaded.rotated
     if (loaded.active !== null) {
       journal.#ino = loaded.active.ino
@@ -320,7 +325,7 @@ export class Journal implements Persistence {
       this.#closed = true
       this.#stopTimer()
       await this.#closeHandle(false)
-      if (!this.#rewrite && this.#size === 0 && this.#rotated.length === 0 && this.#snapshot !== null) return
+      if (!this.#rewrite && !this.#foreignLayout && this.#size === 0 && this.#rotated.length === 0 && this.#snapshot !== null) return
       await this.#rewriteFiles(data)
     })
   }
@@ -421,6 +426,7 @@ export class Journal implements Persistence {
     this.#size = 0
     this.#ino = null
     this.#rewrite = false
+    this.#foreignLayout = false
   }
 
   /** Remove rotated journals up to `generation`, oldest first, each removal durable before the next. */
@@ -443,6 +449,7 @@ export class Journal implements Persistence {
     if (generation === null) return
     const written = await writeSnapshotAtomic(this.snapshotFile, entries)
     this.#snapshot = { ino: written.ino, bytes: written.bytes }
+    this.#foreignLayout = false
     await this.#dropRotated(generation)
     this.lastCompactionError = null
   }

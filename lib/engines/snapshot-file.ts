@@ -192,6 +192,11 @@ class LineLoader {
   #one (line: string): LineResult {
     switch (this.#phase) {
       case Phase.Open:
+        if (line === '{}') {
+          // snapshotText of an empty store.
+          this.#phase = Phase.Done
+          return null
+        }
         if (line !== '{') return 'the first line is not "{"'
         this.#phase = Phase.EntryOrClose
         return null
@@ -246,24 +251,38 @@ class LineLoader {
   }
 }
 
+/** A store file as read: its records, and whether it was in our one-record-per-line layout. */
+export interface SnapshotRead {
+  data: Map<string, KvRecord>
+  /** False when it was parsed whole (another layout, such as Simple-PyKV's indented file). */
+  lineLayout: boolean
+}
+
 /**
  * Read a store file; a missing file is an empty store, an unreadable one stops
  * start-up (StorageError naming the file, and the line when it can tell).
- * Our own one-record-per-line layout is read line by line; any other layout of
- * the same JSON object (Simple-PyKV's indented file, one long line) is parsed whole.
  */
 export async function readSnapshot (file: string): Promise<Map<string, KvRecord>> {
+  return (await readSnapshotFile(file)).data
+}
+
+/**
+ * readSnapshot, telling the layout: our own one-record-per-line layout is read
+ * line by line; any other layout of the same JSON object (Simple-PyKV's
+ * indented file, one long line) is parsed whole.
+ */
+export async function readSnapshotFile (file: string): Promise<SnapshotRead> {
   let handle: FileHandle
   try {
     handle = await open(file, 'r')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map()
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { data: new Map(), lineLayout: true }
     throw cannotRead(file, err)
   }
   let loader: LineLoader | null = new LineLoader(file)
   try {
     const whole = await readLineBlocks(handle, block => (loader as LineLoader).lines(block), 64)
-    if (whole !== null && loader.lines(whole.rest) && loader.end()) return loader.data
+    if (whole !== null && loader.lines(whole.rest) && loader.end()) return { data: loader.data, lineLayout: true }
   } catch (err) {
     if (err instanceof StorageError) throw err
     throw cannotRead(file, err)
@@ -273,7 +292,7 @@ export async function readSnapshot (file: string): Promise<Map<string, KvRecord>
   // Not our layout: drop what was read before the whole file is parsed.
   const failure = loader.failure
   loader = null
-  return await readWholeSnapshot(file, failure)
+  return { data: await readWholeSnapshot(file, failure), lineLayout: false }
 }
 
 function cannotRead (file: string, err: unknown): StorageError {

@@ -532,3 +532,22 @@ t.test('a journal longer than one read: every line applied, and problems named b
   await t.rejects(openStore(dir), { name: 'StorageError', message: /line 18001 is not valid UTF-8/ })
   t.same(readFileSync(file), utf, 'the file is left untouched')
 })
+
+t.test('a store file in another layout (Simple-PyKV\'s indented file) is rewritten in ours at a clean close; ours is left as it is', async t => {
+  const dir = t.testdir()
+  const snapshot = storeFileName(dir, ID)
+  const py = { greeting: { value: 'hello', created_at: 1764992680, updated_at: 1765075342, size_bytes: 5 }, n: { value: 7, created_at: 1, updated_at: 2, size_bytes: 1 } }
+  writeFileSync(snapshot, JSON.stringify(py, null, 2))
+  const first = await openStore(dir)
+  t.equal(first.store.get('greeting')?.value, 'hello')
+  await first.store.close()
+  const text = readFileSync(snapshot, 'utf8')
+  t.equal(text, snapshotText([['greeting', first.store.get('greeting') as KvRecord], ['n', first.store.get('n') as KvRecord]]), 'now one record per line')
+  const { ino } = statSync(snapshot)
+  const second = await openStore(dir)
+  t.same(values(second.store), { greeting: 'hello', n: 7 })
+  t.equal(second.store.get('greeting')?.type, 'string')
+  await second.store.close()
+  t.equal(statSync(snapshot).ino, ino, 'a file already in our layout is not rewritten by a close without writes')
+  t.equal(readFileSync(snapshot, 'utf8'), text)
+})
