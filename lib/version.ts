@@ -5,14 +5,15 @@ import { fileURLToPath } from 'node:url'
 /** The package version, read once from the nearest package.json named simple-kv (source or dist). */
 function findVersion (): string {
   let dir = dirname(fileURLToPath(import.meta.url))
-  for (let i = 0; i < 4; i++) {
+  for (;;) {
     try {
       const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string, version?: string }
       if (pkg.name === 'simple-kv' && typeof pkg.version === 'string') return pkg.version
     } catch {}
-    dir = dirname(dir)
+    const parent = dirname(dir)
+    if (parent === dir) return '0.0.0'
+    dir = parent
   }
-  return '0.0.0'
 }
 
 export const VERSION = findVersion()

@@ -418,7 +418,9 @@ t.test('compaction under concurrent writes loses nothing, keeps the journal boun
   t.ok(existsSync(storeFileName(dir, ID)), 'a snapshot was written')
   // The bound is the larger of journal_max_bytes and the snapshot, so compaction costs O(1) per write.
   const bound = Math.max(2048, statSync(storeFileName(dir, ID)).size)
-  t.ok(statSync(journalFileName(dir, ID)).size < bound + 4096, 'the journal stays near its bound (one wave past it at most)')
+  // A compaction that ended with the last wave leaves no journal until the next write.
+  const journalBytes = existsSync(journalFileName(dir, ID)) ? statSync(journalFileName(dir, ID)).size : 0
+  t.ok(journalBytes < bound + 4096, 'the journal stays near its bound (one wave past it at most)')
   const check = await readStoreFiles(dir, ID)
   t.same(Object.fromEntries([...check.data].map(([k, r]) => [k, r.value])), Object.fromEntries(expected))
   await store.close()
