@@ -249,6 +249,11 @@ export class ProjectStore implements StoreEngine {
 
   #submit (change: Change): Promise<void> {
     this.#count(change)
+    // Nothing to make durable and nothing queued ahead: apply at once, skipping the batch turn.
+    if (this.#persistence === memoryOnly && this.#running === null) {
+      applyChange(this.#data, change)
+      return Promise.resolve()
+    }
     const seq = ++this.#seq
     if (change.op === 'clear') {
       this.#overlay.clear()
