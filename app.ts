@@ -2,7 +2,7 @@ import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest, Fa
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import { DEFAULT_MAX_KEY_BYTES, type ConfigStore, type KvConfig } from './lib/config.js'
 import { envelope } from './lib/envelope.js'
-import type { GeneratedKey } from './lib/registry.js'
+import type { GeneratedKey, Registry } from './lib/registry.js'
 import authPlugin from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
 import docsPlugin from './plugins/docs.js'
@@ -26,6 +26,8 @@ export interface AppOptions {
   docs?: boolean
   /** Receives keys generated at start-up; default: printed once to stdout. */
   onGeneratedKeys?: (keys: GeneratedKey[]) => void
+  /** Receives the registry of projects once the stores are loaded. */
+  onRegistry?: (registry: Registry) => void
   /** The prefix the host registers the app under; needed by Swagger UI to find its assets. */
   prefix?: string
 }

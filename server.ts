@@ -129,12 +129,9 @@ async function serve (cmd: ServeCommand): Promise<void> {
   process.on('SIGTERM', shutdown)
 
   const generated: GeneratedKey[] = []
-  // The app keeps its decorators to itself; its own contexts are where the registry can be read for the banner.
-  const contexts: FastifyInstance[] = []
-  fastify.addHook('onRegister', instance => { contexts.push(instance) })
-  await fastify.register(app, { configStore: store, onGeneratedKeys: keys => { generated.push(...keys) } })
+  let kv: Registry | undefined
+  await fastify.register(app, { configStore: store, onGeneratedKeys: keys => { generated.push(...keys) }, onRegistry: registry => { kv = registry } })
   await fastify.ready()
-  const kv = contexts.find(c => c.hasDecorator('kv'))?.kv
   try {
     await fastify.listen({ host: cmd.host ?? settings.host, port: cmd.port ?? settings.port })
   } catch (err) {

@@ -11,12 +11,15 @@ declare module 'fastify' {
 export interface StoragePluginOptions {
   /** Receives keys generated at start-up, once; default: printed to stdout in a box, never logged. */
   onGeneratedKeys?: (keys: GeneratedKey[]) => void
+  /** Receives the registry once the stores are loaded (the standalone server reads it for its banner). */
+  onRegistry?: (registry: Registry) => void
 }
 
 export default fp<StoragePluginOptions>(async (fastify, opts) => {
   const { registry, generated, warnings } = await Registry.open(fastify.kvConfig)
   for (const warning of warnings) fastify.log.warn(warning)
   fastify.decorate('kv', registry)
+  opts.onRegistry?.(registry)
   fastify.addHook('onClose', async () => { await registry.close() })
   if (generated.length > 0) {
     const show = opts.onGeneratedKeys ?? ((keys: GeneratedKey[]) => { process.stdout.write(formatGeneratedKeys(keys)) })
