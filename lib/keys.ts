@@ -20,11 +20,6 @@ function digest (key: string): Buffer {
   return createHash('sha256').update(key, 'utf8').digest()
 }
 
-/** Constant-time equality of two strings of any length and content. */
-export function constantTimeEqual (a: string, b: string): boolean {
-  return timingSafeEqual(digest(a), digest(b))
-}
-
 async function verifyPbkdf2 (stored: string, key: string): Promise<boolean> {
   const [, iterText, saltText, hashText] = stored.split('$')
   const iterations = Number(iterText)
@@ -96,11 +91,6 @@ export class ScopeAuth {
     this.enabled = auth?.enabled ?? true
     this.#plainDigest = typeof auth?.api_key === 'string' ? digest(auth.api_key) : null
     this.#hash = typeof auth?.api_key_hash === 'string' ? auth.api_key_hash : null
-  }
-
-  /** True when the scope can never be opened: enabled with neither key nor hash. */
-  get unusable (): boolean {
-    return this.enabled && this.#plainDigest === null && this.#hash === null
   }
 
   /**

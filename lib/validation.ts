@@ -1,4 +1,4 @@
-import type { TSchema, Static } from '@sinclair/typebox'
+import type { TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { ValueErrorType } from '@sinclair/typebox/errors'
 
@@ -40,8 +40,4 @@ export function firstError<T extends TSchema> (schema: T, value: unknown, root =
     return `Missing required field '${field}'`
   }
   return `Invalid field '${field}': ${error.message}`
-}
-
-export function isValid<T extends TSchema> (schema: T, value: unknown): value is Static<T> {
-  return compile(schema).Check(value)
 }
