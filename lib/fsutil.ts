@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, open, rename, unlink } from 'node:fs/promises'
+import { chmod, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 
 export const FILE_MODE = 0o600
@@ -22,17 +22,18 @@ export async function ensureDir (dir: string): Promise<void> {
 }
 
 /**
- * Replace `file` with `data` so that a reader (or a crash) sees either the old
- * or the new content, never a mix: temp file in the same folder, fsync, rename,
- * fsync of the folder.
+ * Replace `file` with what `write` puts into a fresh handle, so that a reader
+ * (or a crash) sees either the old or the new content, never a mix: temp file
+ * in the same folder (mode 0600), fsync, rename, fsync of the folder.
  */
-export async function writeFileAtomic (file: string, data: string | Uint8Array): Promise<void> {
+export async function replaceFileAtomic<T> (file: string, write: (handle: FileHandle) => Promise<T>): Promise<T> {
   const dir = dirname(file)
   const tmp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`)
-  const handle = await open(tmp, 'wx', FILE_MODE)
+  let result: T
   try {
+    const handle = await open(tmp, 'wx', FILE_MODE)
     try {
-      await handle.writeFile(data)
+      result = await write(handle)
       await handle.sync()
     } finally {
       await handle.close()
@@ -43,4 +44,10 @@ export async function writeFileAtomic (file: string, data: string | Uint8Array):
     throw err
   }
   await fsyncDir(dir)
+  return result
+}
+
+/** Replace `file` with `data`, atomically (see replaceFileAtomic). */
+export async function writeFileAtomic (file: string, data: string | Uint8Array): Promise<void> {
+  await replaceFileAtomic(file, async handle => { await handle.writeFile(data) })
 }

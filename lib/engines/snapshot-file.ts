@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto'
-import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises'
-import { basename, dirname, join } from 'node:path'
+import { open, readFile, type FileHandle } from 'node:fs/promises'
+import { basename, join } from 'node:path'
 import { StorageError } from '../errors.js'
-import { FILE_MODE, fsyncDir } from '../fsutil.js'
+import { replaceFileAtomic } from '../fsutil.js'
 import { nowSeconds, recordFromFile, sizeBytes, type KvRecord } from '../record.js'
 import { readLineBlocks } from './lines.js'
 
@@ -375,44 +374,29 @@ const CHUNK_ENTRIES = 1000
  * (pass a copy, see entriesCopy, when it can).
  */
 export async function writeSnapshotAtomic (file: string, entries: Iterable<readonly [string, KvRecord]>): Promise<SnapshotStat> {
-  const dir = dirname(file)
-  const tmp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`)
-  let bytes = 0
-  let ino: number
-  try {
-    const handle = await open(tmp, 'wx', FILE_MODE)
-    try {
-      const iterator = entries[Symbol.iterator]()
-      let next = iterator.next()
-      if (next.done === true) {
-        bytes += (await handle.write('{}\n')).bytesWritten
-      }
-      let first = true
-      while (next.done !== true) {
-        const lines: string[] = []
-        while (next.done !== true && lines.length < CHUNK_ENTRIES) {
-          lines.push(snapshotLine(next.value[0], next.value[1]))
-          next = iterator.next()
-        }
-        const text = `${first ? '{\n' : ',\n'}${lines.join(',\n')}${next.done === true ? '\n}\n' : ''}`
-        first = false
-        const buffer = Buffer.from(text)
-        let written = 0
-        while (written < buffer.length) written += (await handle.write(buffer, written)).bytesWritten
-        bytes += buffer.length
-      }
-      await handle.sync()
-      ino = (await handle.stat()).ino
-    } finally {
-      await handle.close()
+  return await replaceFileAtomic(file, async handle => {
+    let bytes = 0
+    const iterator = entries[Symbol.iterator]()
+    let next = iterator.next()
+    if (next.done === true) {
+      bytes += (await handle.write('{}\n')).bytesWritten
     }
-    await rename(tmp, file)
-  } catch (err) {
-    await unlink(tmp).catch(() => {})
-    throw err
-  }
-  await fsyncDir(dir)
-  return { bytes, ino }
+    let first = true
+    while (next.done !== true) {
+      const lines: string[] = []
+      while (next.done !== true && lines.length < CHUNK_ENTRIES) {
+        lines.push(snapshotLine(next.value[0], next.value[1]))
+        next = iterator.next()
+      }
+      const text = `${first ? '{\n' : ',\n'}${lines.join(',\n')}${next.done === true ? '\n}\n' : ''}`
+      first = false
+      const buffer = Buffer.from(text)
+      let written = 0
+      while (written < buffer.length) written += (await handle.write(buffer, written)).bytesWritten
+      bytes += buffer.length
+    }
+    return { bytes, ino: (await handle.stat()).ino }
+  })
 }
 
 /** Temporary files a crash left behind while writing `file` (by writeSnapshotAtomic or writeFileAtomic). */
