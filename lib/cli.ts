@@ -2,10 +2,10 @@ import { access, readFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { ConfigStore, isValidProjectId, PROJECT_ID_RULE, resolveConfigPath, type AuthenticationConfig, type KvConfig } from './config.js'
+import { ConfigStore, isValidProjectId, PROJECT_ID_RULE, mergeAuthentication, resolveConfigPath, type AuthenticationConfig, type KvConfig } from './config.js'
 import { formatGeneratedKeys } from './console.js'
 import { ConfigError, StorageError } from './errors.js'
-import { generateApiKey, hashApiKey } from './keys.js'
+import { newKeyFields } from './keys.js'
 import { DirLock, LOCK_FILE_NAME } from './lock.js'
 import type { GeneratedKey } from './registry.js'
 import { VERSION } from './version.js'
@@ -233,20 +233,8 @@ export async function writeNewKey (store: ConfigStore, target: KeyTarget): Promi
   if ((auth?.enabled ?? true) === false) {
     throw new CliError(`authentication is disabled for ${scopeName(target)}, so it has no key; enable it in ${store.file ?? 'the config'} first`)
   }
-  const key = generateApiKey()
-  const fields: AuthenticationConfig = {
-    api_key_hash: await hashApiKey(key),
-    api_key: auth?.save_api_key_to_config === true ? key : null
-  }
-  await store.update(draft => {
-    if (target.scope === 'system') {
-      draft.system ??= {}
-      draft.system.authentication = { ...draft.system.authentication, ...fields }
-    } else {
-      const project = draft.projects?.find(p => p.id === target.id)
-      if (project !== undefined) project.authentication = { ...project.authentication, ...fields }
-    }
-  })
+  const { key, fields } = await newKeyFields(auth)
+  await store.update(draft => { mergeAuthentication(draft, target.scope === 'system' ? null : target.id, fields) })
   return target.scope === 'system' ? { scope: 'system', id: 'system', key } : { scope: 'project', id: target.id, key }
 }
 

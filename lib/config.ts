@@ -145,6 +145,17 @@ export function configError (value: unknown): string | null {
   return firstError(ConfigSchema, value) ?? semanticError(value as KvConfig)
 }
 
+/** Merge `fields` into the authentication of the system scope (`projectId` null) or of a project in `draft`. */
+export function mergeAuthentication (draft: KvConfig, projectId: string | null, fields: AuthenticationConfig): void {
+  if (projectId === null) {
+    draft.system ??= {}
+    draft.system.authentication = { ...draft.system.authentication, ...fields }
+    return
+  }
+  const project = draft.projects?.find(p => p.id === projectId)
+  if (project !== undefined) project.authentication = { ...project.authentication, ...fields }
+}
+
 /** The config file to use: the explicit path, else SIMPLE_KV_CONFIG, else ./config.json. */
 export function resolveConfigPath (explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
   const chosen = explicit ?? (env.SIMPLE_KV_CONFIG !== undefined && env.SIMPLE_KV_CONFIG !== '' ? env.SIMPLE_KV_CONFIG : 'config.json')
@@ -178,6 +189,7 @@ export class ConfigStore {
   readonly file: string | null
   readonly baseDir: string
   #config: KvConfig
+  #settings: EffectiveSettings | null = null
   readonly #mutex = new Mutex()
 
   private constructor (file: string | null, baseDir: string, config: KvConfig) {
@@ -227,8 +239,13 @@ export class ConfigStore {
     return this.#config
   }
 
-  get settings (): EffectiveSettings {
-    const c = this.#config
+  /** The effective settings, defaults filled in; derived once per config version, since request hooks read them. */
+  get settings (): Readonly<EffectiveSettings> {
+    this.#settings ??= this.#derive(this.#config)
+    return this.#settings
+  }
+
+  #derive (c: KvConfig): EffectiveSettings {
     return {
       host: c.server_host ?? DEFAULT_HOST,
       port: c.server_port ?? DEFAULT_PORT,
@@ -264,6 +281,7 @@ export class ConfigStore {
       if (problem !== null) throw new ConfigError(problem)
       await this.#write(draft)
       this.#config = draft
+      this.#settings = null
       return result
     })
   }

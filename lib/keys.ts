@@ -16,6 +16,19 @@ export async function hashApiKey (key: string): Promise<string> {
   return await argon2Hash(key)
 }
 
+/**
+ * A new key for a scope and the fields that store it: its hash, and the plain
+ * key too when the scope has save_api_key_to_config on.
+ */
+export async function newKeyFields (auth: AuthenticationConfig | undefined): Promise<{ key: string, fields: AuthenticationConfig }> {
+  const key = generateApiKey()
+  const fields: AuthenticationConfig = {
+    api_key_hash: await hashApiKey(key),
+    api_key: auth?.save_api_key_to_config === true ? key : null
+  }
+  return { key, fields }
+}
+
 function digest (key: string): Buffer {
   return createHash('sha256').update(key, 'utf8').digest()
 }

@@ -2,12 +2,12 @@ import { Mutex } from 'async-mutex'
 import { Type } from '@sinclair/typebox'
 import {
   AuthenticationSchema, ProjectSecuritySchema, ProjectStorageSchema, PROJECT_ID_RULE,
-  defaultProject, isValidProjectId, type AuthenticationConfig, type ConfigStore, type KvConfig, type ProjectConfig
+  defaultProject, isValidProjectId, mergeAuthentication, type AuthenticationConfig, type ConfigStore, type ProjectConfig
 } from './config.js'
 import { KvError } from './errors.js'
 import { Journal, type JournalOptions } from './engines/journal.js'
 import { ProjectStore, memoryOnly, type Persistence, type StoreLimits } from './engines/project-store.js'
-import { generateApiKey, hashApiKey, ScopeAuth } from './keys.js'
+import { newKeyFields, ScopeAuth } from './keys.js'
 import { DirLock } from './lock.js'
 import type { SystemInfo } from './sysinfo.js'
 import { firstError } from './validation.js'
@@ -101,15 +101,6 @@ export function effectiveProject (project: ProjectConfig): ProjectConfig {
     authentication: { ...d.authentication, ...project.authentication },
     security: { ...d.security, ...project.security }
   }
-}
-
-async function newKeyFields (auth: AuthenticationConfig | undefined): Promise<{ key: string, fields: AuthenticationConfig }> {
-  const key = generateApiKey()
-  const fields: AuthenticationConfig = {
-    api_key_hash: await hashApiKey(key),
-    api_key: auth?.save_api_key_to_config === true ? key : null
-  }
-  return { key, fields }
 }
 
 function needsKey (auth: AuthenticationConfig | undefined): boolean {
@@ -258,10 +249,7 @@ export class Registry {
         throw new KvError(409, `Failed to regenerate API key for the project (authentication may be disabled for \`${id}\`)`)
       }
       const { key, fields } = await newKeyFields(config.authentication)
-      await this.config.update(c => {
-        const p = c.projects?.find(p => p.id === id) as ProjectConfig
-        p.authentication = { ...p.authentication, ...fields }
-      })
+      await this.config.update(c => { mergeAuthentication(c, id, fields) })
       entry.auth = new ScopeAuth(this.config.project(id)?.authentication)
       return key
     })
@@ -344,16 +332,8 @@ export class Registry {
       updates.push({ id: project.id, fields })
     }
     if (updates.length === 0) return generated
-    await this.config.update((c: KvConfig) => {
-      for (const { id, fields } of updates) {
-        if (id === null) {
-          c.system ??= {}
-          c.system.authentication = { ...c.system.authentication, ...fields }
-        } else {
-          const p = c.projects?.find(p => p.id === id) as ProjectConfig
-          p.authentication = { ...p.authentication, ...fields }
-        }
-      }
+    await this.config.update(c => {
+      for (const { id, fields } of updates) mergeAuthentication(c, id, fields)
     })
     this.#systemAuth = new ScopeAuth(this.config.config.system?.authentication)
     for (const { id } of updates) {
