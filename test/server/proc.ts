@@ -25,9 +25,11 @@ function shellQuote (arg: string): string {
  * at a terminal would: `interrupt()` types Ctrl-C; resolves with everything shown.
  */
 export function runInTerminal (t: Teardown, args: string[], opts: { cwd?: string } = {}): { output: () => string, interrupt: () => void, exited: Promise<Exit> } {
-  const command = [process.execPath, compiledServer(), ...args].map(shellQuote).join(' ')
+  // `exec`: the server itself is the terminal's foreground process. Without it a shell that does
+  // not exec its last command (dash, when SHELL is unset or /bin/sh) also gets Ctrl-C and reports 130.
+  const command = 'exec ' + [process.execPath, compiledServer(), ...args].map(shellQuote).join(' ')
   // stdin stays an open pipe: `script` ends the session when its input ends.
-  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: opts.cwd ?? ROOT, env: childEnv({}, true), stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: opts.cwd ?? ROOT, env: childEnv({ SHELL: '/bin/sh' }, true), stdio: ['pipe', 'pipe', 'pipe'] })
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   let shown = ''
   child.stdout.setEncoding('utf8').on('data', (s: string) => { shown += s })
