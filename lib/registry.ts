@@ -107,6 +107,12 @@ function needsKey (auth: AuthenticationConfig | undefined): boolean {
   return (auth?.enabled ?? true) && typeof auth?.api_key !== 'string' && typeof auth?.api_key_hash !== 'string'
 }
 
+/** What the registry reports as it runs, for the host to log. */
+export interface RegistryEvents {
+  /** A background compaction of a project failed (`failures` in a row); its journals keep every change. */
+  onCompactionError?: (projectId: string, err: unknown, failures: number) => void
+}
+
 /**
  * Every project the server holds, with its store and key check, and the
  * system scope. The only way routes change projects or the config.
@@ -118,9 +124,11 @@ export class Registry {
   readonly #projects = new Map<string, ProjectEntry>()
   readonly #mutex = new Mutex()
   #lock: DirLock | null = null
+  readonly #events: RegistryEvents
 
-  private constructor (config: ConfigStore) {
+  private constructor (config: ConfigStore, events: RegistryEvents) {
     this.config = config
+    this.#events = events
     this.#systemAuth = new ScopeAuth(config.config.system?.authentication)
   }
 
@@ -130,8 +138,8 @@ export class Registry {
    * another process holds the folder or a store file cannot be read.
    * `warnings` lists what recovery dropped (a torn last journal line), to log.
    */
-  static async open (config: ConfigStore): Promise<{ registry: Registry, generated: GeneratedKey[], warnings: string[] }> {
-    const registry = new Registry(config)
+  static async open (config: ConfigStore, events: RegistryEvents = {}): Promise<{ registry: Registry, generated: GeneratedKey[], warnings: string[] }> {
+    const registry = new Registry(config, events)
     const warnings: string[] = []
     registry.#lock = await DirLock.acquire(registry.storageDir)
     try {
@@ -295,9 +303,14 @@ export class Registry {
     }
   }
 
-  get #journalOptions (): JournalOptions {
+  #journalOptions (id: string): JournalOptions {
     const { durability, journalMaxBytes } = this.config.settings
-    return { durability, maxBytes: journalMaxBytes }
+    const report = this.#events.onCompactionError
+    return {
+      durability,
+      maxBytes: journalMaxBytes,
+      onCompactionError: report === undefined ? undefined : (err, failures) => { report(id, err, failures) }
+    }
   }
 
   get #limits (): StoreLimits {
@@ -307,13 +320,13 @@ export class Registry {
 
   async #openStore (project: ProjectConfig, warnings: string[]): Promise<ProjectStore> {
     if ((project.storage?.on_disk ?? true) === false) return new ProjectStore(project.id, new Map(), memoryOnly, this.#limits)
-    const opened = await Journal.open(this.storageDir, project.id, this.#journalOptions)
+    const opened = await Journal.open(this.storageDir, project.id, this.#journalOptions(project.id))
     warnings.push(...opened.warnings)
     return new ProjectStore(project.id, opened.data, opened.persistence, this.#limits)
   }
 
   async #persistenceFor (id: string, onDisk: boolean): Promise<Persistence> {
-    return onDisk ? await Journal.create(this.storageDir, id, this.#journalOptions) : memoryOnly
+    return onDisk ? await Journal.create(this.storageDir, id, this.#journalOptions(id)) : memoryOnly
   }
 
   async #generateMissingKeys (): Promise<GeneratedKey[]> {

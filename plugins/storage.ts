@@ -16,7 +16,11 @@ export interface StoragePluginOptions {
 }
 
 export default fp<StoragePluginOptions>(async (fastify, opts) => {
-  const { registry, generated, warnings } = await Registry.open(fastify.kvConfig)
+  const { registry, generated, warnings } = await Registry.open(fastify.kvConfig, {
+    onCompactionError: (id, err, failures) => {
+      fastify.log.error({ err, project: id, failures }, `compaction of project '${id}' failed (${failures} in a row): its journal keeps every change and grows until a retry succeeds`)
+    }
+  })
   for (const warning of warnings) fastify.log.warn(warning)
   fastify.decorate('kv', registry)
   opts.onRegistry?.(registry)

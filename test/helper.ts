@@ -47,14 +47,17 @@ export interface Built {
 
 /**
  * The app in a bare Fastify instance, on a config file in a fresh folder,
- * closed when the test ends. Pass `config: null` to start without a file.
+ * closed when the test ends. Pass `config: null` to start without a file,
+ * and `log` to collect the app's log lines.
  */
-export async function build (t: Test, opts: { config?: KvConfig | null, dir?: string, app?: AppOptions } = {}): Promise<Built> {
+export async function build (t: Test, opts: { config?: KvConfig | null, dir?: string, app?: AppOptions, log?: string[] } = {}): Promise<Built> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'simple-kv-test-'))
   const configPath = join(dir, 'config.json')
   if (opts.config !== null && opts.dir === undefined) writeFileSync(configPath, JSON.stringify(opts.config ?? testConfig(), null, 2))
   const generated: GeneratedKey[] = []
-  const fastify = Fastify({ ...serverOptions() })
+  const log = opts.log
+  // `log` collects the app's JSON log lines.
+  const fastify = Fastify({ ...serverOptions(), logger: log === undefined ? false : { level: 'info', stream: { write: (line: string) => { log.push(line) } } } })
   // Close before the folder goes: closing may still write to it.
   t.teardown(async () => {
     await fastify.close()

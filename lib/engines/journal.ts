@@ -15,7 +15,19 @@ export interface JournalOptions {
   maxBytes: number
   /** Opens the journal for appending. Tests wrap it to make the disk fail under a real file. */
   openJournal?: (path: string) => Promise<FileHandle>
+  /** Writes a compacted snapshot. Tests wrap it to make compaction fail. */
+  writeSnapshot?: typeof writeSnapshotAtomic
+  /**
+   * Told each time a background compaction fails, with how many have failed in
+   * a row. Nothing is lost: the journals keep every change, and compaction is
+   * tried again after a pause that doubles with each failure (1 s up to 1 min).
+   */
+  onCompactionError?: (err: unknown, failures: number) => void
 }
+
+/** Pause before the first retry of a failed compaction; it doubles up to COMPACTION_RETRY_MAX_MS. */
+const COMPACTION_RETRY_MS = 1000
+const COMPACTION_RETRY_MAX_MS = 60_000
 
 /** What a project's files held at start-up. */
 export interface OpenedJournal {
@@ -231,8 +243,11 @@ export class Journal implements Persistence {
   #dirty = false
   #timer: NodeJS.Timeout | null = null
   #closed = false
-  /** Why the last background compaction failed, if it did (kept for inspection, never thrown). */
+  /** Why the last background compaction failed, if it did (reported to onCompactionError, never thrown). */
   lastCompactionError: unknown = null
+  /** Background compactions failed in a row, and when the next may start (Date.now() ms). */
+  #compactionFailures = 0
+  #compactionRetryAt = 0
 
   private constructor (dir: string, projectId: string, options: JournalOptions) {
     this.dir = dir
@@ -307,10 +322,23 @@ export class Journal implements Persistence {
   applied (data: ReadonlyMap<string, KvRecord>): void {
     if (this.#compaction !== null || this.#closed) return
     if (this.#size < Math.max(this.#options.maxBytes, this.#snapshot?.bytes ?? 0)) return
+    // After a failure (a full disk, say), retrying on every write would copy the whole store each time.
+    if (this.#compactionFailures > 0 && Date.now() < this.#compactionRetryAt) return
     // Records are never mutated, so a copy of the entries is a consistent snapshot of this moment.
     const entries = entriesCopy(data)
     this.#compaction = this.#compact(entries)
-      .catch((err: unknown) => { this.lastCompactionError = err })
+      .then(() => {
+        this.#compactionFailures = 0
+      }, (err: unknown) => {
+        this.lastCompactionError = err
+        this.#compactionFailures++
+        this.#compactionRetryAt = Date.now() + Math.min(COMPACTION_RETRY_MAX_MS, COMPACTION_RETRY_MS * 2 ** (this.#compactionFailures - 1))
+        try {
+          this.#options.onCompactionError?.(err, this.#compactionFailures)
+        } catch {
+          // A failing reporter must not turn into an unhandled rejection; lastCompactionError keeps the cause.
+        }
+      })
       .finally(() => { this.#compaction = null })
   }
 
@@ -447,7 +475,7 @@ export class Journal implements Persistence {
   async #compact (entries: Iterable<readonly [string, KvRecord]>): Promise<void> {
     const generation = await this.#io.runExclusive(async () => await this.#rotate())
     if (generation === null) return
-    const written = await writeSnapshotAtomic(this.snapshotFile, entries)
+    const written = await (this.#options.writeSnapshot ?? writeSnapshotAtomic)(this.snapshotFile, entries)
     this.#snapshot = { ino: written.ino, bytes: written.bytes }
     this.#foreignLayout = false
     await this.#dropRotated(generation)

@@ -7,7 +7,7 @@ import t, { type Test } from 'tap'
 import { StorageError } from '../../../lib/errors.js'
 import { Journal, journalFileName, readStoreFiles, type JournalOptions } from '../../../lib/engines/journal.js'
 import { ProjectStore } from '../../../lib/engines/project-store.js'
-import { snapshotText, storeFileName } from '../../../lib/engines/snapshot-file.js'
+import { snapshotText, storeFileName, writeSnapshotAtomic } from '../../../lib/engines/snapshot-file.js'
 import type { JsonValue, KvRecord } from '../../../lib/record.js'
 
 const ID = 'p'
@@ -425,6 +425,65 @@ t.test('compaction under concurrent writes loses nothing, keeps the journal boun
   t.same(Object.fromEntries([...check.data].map(([k, r]) => [k, r.value])), Object.fromEntries(expected))
   await store.close()
   t.same(readdirSync(dir).sort(), [`${ID}_store.json`])
+})
+
+t.test('a failed compaction is reported, paused before its retry, and loses nothing; the retry folds everything in', async t => {
+  const dir = t.testdir()
+  let failing = true
+  let attempts = 0
+  const reports: Array<[string, number]> = []
+  const { store, journal } = await openStore(dir, {
+    maxBytes: 1024,
+    writeSnapshot: async (file, entries) => {
+      attempts++
+      if (failing) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
+      return await writeSnapshotAtomic(file, entries)
+    },
+    onCompactionError: (err, failures) => { reports.push([(err as Error).message, failures]) }
+  })
+  const settled = async (): Promise<void> => { while (journal.compacting) await new Promise(resolve => setTimeout(resolve, 5)) }
+  const expected: Record<string, string> = {}
+  const put = async (from: number, to: number): Promise<void> => {
+    for (let i = from; i < to; i++) {
+      expected[`k${i}`] = `value ${i} `.repeat(8)
+      await store.set(`k${i}`, expected[`k${i}`] as string)
+    }
+  }
+  await put(0, 40)
+  await settled()
+  t.equal(attempts, 1, 'the journal passed its bound: one compaction tried')
+  t.same(reports, [['ENOSPC: no space left on device, write', 1]], 'the failure is reported with its count')
+  t.match(journal.lastCompactionError, { code: 'ENOSPC' })
+  await put(40, 80)
+  await settled()
+  t.equal(attempts, 1, 'writes right after the failure do not retry it at once')
+  t.same(values(store), expected, 'every write is still served')
+
+  failing = false
+  await new Promise(resolve => setTimeout(resolve, 1100))
+  await put(80, 90)
+  await settled()
+  t.equal(attempts, 2, 'after the pause the next write starts a compaction again')
+  t.equal(reports.length, 1, 'and it succeeded')
+  t.equal(journal.lastCompactionError, null)
+  t.same(readdirSync(dir).filter(n => n.includes('.journal.')), [], 'the set-aside journals of both attempts are gone')
+  const onDisk = await readStoreFiles(dir, ID)
+  t.same(Object.fromEntries([...onDisk.data].map(([k, r]) => [k, r.value])), expected, 'the files alone hold every write')
+  await store.close()
+})
+
+t.test('a reporter that throws does not take the process down', async t => {
+  const dir = t.testdir()
+  const { store, journal } = await openStore(dir, {
+    maxBytes: 1024,
+    writeSnapshot: async () => { throw new Error('disk gone') },
+    onCompactionError: () => { throw new Error('logger broken') }
+  })
+  for (let i = 0; i < 30; i++) await store.set(`k${i}`, 'x'.repeat(60))
+  while (journal.compacting) await new Promise(resolve => setTimeout(resolve, 5))
+  t.match(journal.lastCompactionError, { message: 'disk gone' })
+  t.equal(store.size, 30)
+  await store.close()
 })
 
 t.test('a crash in the middle of a compaction loses nothing: rotated journals are replayed, oldest first', async t => {

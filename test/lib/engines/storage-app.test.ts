@@ -33,6 +33,31 @@ t.test('a failing disk write is a 507 envelope; reads keep working; writes work 
   t.same(Object.keys(all).sort(), ['a', 'b'])
 })
 
+t.test('a failed compaction is logged as an error naming the project; writes go on and nothing is lost', async t => {
+  const log: string[] = []
+  const { app, dir } = await build(t, { config: testConfig(c => { c.system!.storage!.journal_max_bytes = 1024 }), log })
+  // Compaction first sets the journal aside as p1_store.journal.1; a folder in that place makes it fail.
+  const blocker = join(dir, 'storage_data', 'p1_store.journal.1')
+  mkdirSync(join(blocker, 'inside'), { recursive: true })
+  const value = 'v'.repeat(100)
+  for (let i = 0; i < 20; i++) {
+    t.equal((await app.inject({ method: 'PUT', url: `${base}/store/k${i}`, headers: proj, payload: value })).statusCode, 200)
+  }
+  const errors = log.map(l => JSON.parse(l) as { level: number, msg: string, project?: string, failures?: number, err?: { message: string } }).filter(r => r.level === 50)
+  t.equal(errors.length, 1, 'one error line: the retry waits')
+  t.match(errors[0], {
+    project: 'p1',
+    failures: 1,
+    msg: "compaction of project 'p1' failed (1 in a row): its journal keeps every change and grows until a retry succeeds",
+    err: { message: /p1_store\.journal\.1/ }
+  })
+  rmSync(blocker, { recursive: true })
+  await app.close()
+  const again = await build(t, { dir })
+  const all = (await again.app.inject({ method: 'GET', url: `${base}/store`, headers: proj })).json().data
+  t.equal(Object.keys(all).length, 20, 'every write survived')
+})
+
 t.test('switching storage.on_disk takes effect at once, both ways, and survives a restart', async t => {
   const { app, dir } = await build(t)
   const put = async (key: string, value: string): Promise<number> => (await app.inject({ method: 'PUT', url: `${base}/store/${key}`, headers: proj, payload: value })).statusCode
