@@ -17,6 +17,8 @@ export interface Row {
   expect: '2xx' | '401';
   /** okPerSec (or 401/s for the attack row) over bare Fastify at the same connection count. */
   ratio: number | null;
+  /** The bare Fastify run measured right before this one, at the same connections (the ratio's denominator). */
+  pairedBare?: { okPerSec: number; p99Ms: number; cpu: CpuUse };
 }
 
 export interface FloodResult {
@@ -110,7 +112,7 @@ export function rowProblems(row: Row): string {
 }
 
 export function renderTable(rows: Row[]): string {
-  const head = ['workload', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'non-2xx', 'cpu% srv/gen/other', 'problems'];
+  const head = ['workload', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'bare req/s', 'ratio', 'non-2xx', 'cpu% srv/gen/other', 'problems'];
   const pct = (x: number | null | undefined) => (x === null || x === undefined ? '-' : String(Math.round(x)));
   const body = rows.map((r) => [
     r.label + (r.expect === '401' ? ' [401/s]' : ''),
@@ -118,13 +120,14 @@ export function renderTable(rows: Row[]): string {
     fmtInt(rowRate(r)),
     fmtMs(r.stats.latencyMs.p50),
     fmtMs(r.stats.latencyMs.p99),
+    r.pairedBare === undefined ? '' : fmtInt(r.pairedBare.okPerSec),
     fmtRatio(r.ratio),
     fmtInt(r.stats.non2xx),
     r.cpu === undefined ? '-' : `${pct(r.cpu.serverPct)}/${pct(r.cpu.generatorPct)}/${pct(r.cpu.otherPct)}`,
     rowProblems(r) === '' ? '' : `!! ${rowProblems(r)}`,
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const rightAligned = [false, true, true, true, true, true, true, true, false];
+  const rightAligned = [false, true, true, true, true, true, true, true, true, false];
   const line = (cells: string[]) => cells.map((c, i) => pad(c, widths[i]!, rightAligned[i])).join('  ').trimEnd();
   const sep = widths.map((w) => '-'.repeat(w)).join('  ');
   return [line(head), sep, ...body.map(line)].join('\n');
@@ -154,9 +157,9 @@ export function checkTargets(
     const bare = rowRate(r) / r.ratio;
     out.push({
       target,
-      actual: `${r.ratio.toFixed(3)} (${fmtInt(rowRate(r))} vs ${fmtInt(bare)} req/s)`,
+      actual: `${r.ratio.toFixed(3)} (${fmtInt(rowRate(r))} vs ${fmtInt(bare)} req/s${r.pairedBare === undefined ? '' : ' paired'})`,
       verdict: r.ratio >= min ? 'PASS' : 'MISS',
-      noisy: isNoisy(r, bareRow),
+      noisy: r.pairedBare === undefined ? isNoisy(r, bareRow) : isNoisy(r) || (r.pairedBare.cpu.otherPct ?? 0) > NOISY_PCT,
     });
   };
   const p99Target = (id: Row['id'], label: string, conns: number, maxMs: number) => {

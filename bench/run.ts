@@ -66,6 +66,9 @@ usage: npm run bench -- [flags]        (or: node dist/bench/run.js [flags] after
                             bench/profiles/<timestamp>/ (the pid in each file name is listed
                             under "processes" in the JSON)
   --bare-only               run only the bare node:http / Fastify servers
+  --unpaired                take every ratio to the one bare Fastify run at the start; by default
+                            bare Fastify is measured again right before each GET/PUT/mixed run and
+                            that row's ratio is to this neighbour (the machine's speed drifts)
   --skip-million            skip the 1,000,000-key memory and restart measurement
   --million-keys <n>        keys for that measurement (default 1000000; --quick: 100000)
   --million-load <how>      put: PUT every key through the API into the running server (default;
@@ -100,6 +103,8 @@ interface Options {
   server: string;
   nodeArgs: string[];
   bareOnly: boolean;
+  /** Measure bare Fastify again right before each real-server workload run and take the ratio to that. */
+  pair: boolean;
   millionKeys: number;
   millionConnections: number;
   millionLoad: 'put' | 'file';
@@ -146,6 +151,7 @@ function parseOptions(): Options {
         server: { type: 'string' },
         'node-arg': { type: 'string', multiple: true },
         'bare-only': { type: 'boolean' },
+        unpaired: { type: 'boolean' },
         'skip-million': { type: 'boolean' },
         'million-keys': { type: 'string' },
         'million-connections': { type: 'string' },
@@ -212,6 +218,7 @@ function parseOptions(): Options {
     server: resolve(REPO, v.server ?? join('dist', 'server.js')),
     nodeArgs,
     bareOnly: v['bare-only'] === true,
+    pair: v.unpaired !== true,
     millionKeys: num(v['million-keys'], 'million-keys', quick ? 100_000 : 1_000_000, 1, true),
     millionConnections: num(v['million-connections'], 'million-connections', 256, 1, true),
     millionLoad,
@@ -482,7 +489,13 @@ function checkLoad(what: string, stats: RunStats, n: number): void {
 
 // ---------------------------------------------------------------- phases
 
-async function runBare(opts: Options, tmp: string, which: 'bare-http' | 'bare-fastify', rows: Row[]): Promise<void> {
+interface BareServer {
+  child: Child;
+  /** One measured run of the bare route at `connections`. */
+  measureAt: (connections: number, label?: string) => Promise<{ stats: RunStats; cpu: CpuUse }>;
+}
+
+async function startBare(opts: Options, tmp: string, which: 'bare-http' | 'bare-fastify'): Promise<BareServer> {
   const port = await freePort();
   const script = join(HERE, which === 'bare-http' ? 'bare-http.js' : 'bare-fastify.js');
   const child = spawnChild(which, [script, String(port), String(opts.keys)], {
@@ -493,18 +506,46 @@ async function runBare(opts: Options, tmp: string, which: 'bare-http' | 'bare-fa
   });
   try {
     await waitForOk(child, port, '/health', { timeoutMs: 15_000 });
-    for (const c of opts.connections) {
-      const { stats, cpu } = await measure(opts, WORKLOAD_LABELS[which], child.pid, [
+  } catch (err) {
+    await stopServer(child, 5000);
+    throw err;
+  }
+  return {
+    child,
+    measureAt: async (c, label = WORKLOAD_LABELS[which]) => {
+      const { stats, cpu } = await measure(opts, label, child.pid, [
         { port, connections: c, headers: bearer(newApiKey()), poolFor: () => getPool(opts.keys, (k) => `/k/${k}`) },
       ]);
-      rows.push({ id: which, label: WORKLOAD_LABELS[which], connections: c, stats: stats[0]!, cpu, expect: '2xx', ratio: null });
-    }
-  } finally {
-    await stopServer(child, 5000);
-  }
+      return { stats: stats[0]!, cpu };
+    },
+  };
 }
 
-async function runReal(opts: Options, tmp: string, rows: Row[], floods: FloodResult[]): Promise<Record<string, unknown>> {
+/** Measure a bare server at every connection count; `keep` leaves it running and returns it. */
+async function runBare(opts: Options, tmp: string, which: 'bare-http' | 'bare-fastify', rows: Row[], keep = false): Promise<BareServer | null> {
+  const bare = await startBare(opts, tmp, which);
+  try {
+    for (const c of opts.connections) {
+      const { stats, cpu } = await bare.measureAt(c);
+      rows.push({ id: which, label: WORKLOAD_LABELS[which], connections: c, stats, cpu, expect: '2xx', ratio: null });
+    }
+  } catch (err) {
+    await stopServer(bare.child, 5000);
+    throw err;
+  }
+  if (keep) return bare;
+  await stopServer(bare.child, 5000);
+  return null;
+}
+
+/**
+ * Runs the real server's workloads. With `pair`, each simple workload run is
+ * preceded by a run of the bare Fastify route at the same connections, and the
+ * row's ratio is to that neighbour: on a shared machine whose speed drifts
+ * within minutes, a ratio of two runs taken seconds apart means far more than
+ * one to a ceiling measured at the start.
+ */
+async function runReal(opts: Options, tmp: string, rows: Row[], floods: FloodResult[], pair: BareServer | null): Promise<Record<string, unknown>> {
   const dir = join(tmp, 'main');
   mkdirSync(dir);
   const keys: Keys = { system: newApiKey(), disk: newApiKey(), mem: newApiKey() };
@@ -535,8 +576,12 @@ async function runReal(opts: Options, tmp: string, rows: Row[], floods: FloodRes
     for (const w of simple) {
       if (!opts.only.has(w.id)) continue;
       for (const c of opts.connections) {
+        const paired = pair === null ? undefined : await pair.measureAt(c, `${WORKLOAD_LABELS['bare-fastify']}, paired`);
         const { stats, cpu } = await measure(opts, WORKLOAD_LABELS[w.id], srv.child.pid, [w.spec(c)]);
-        rows.push({ id: w.id, label: WORKLOAD_LABELS[w.id], connections: c, stats: stats[0]!, cpu, expect: '2xx', ratio: null });
+        rows.push({
+          id: w.id, label: WORKLOAD_LABELS[w.id], connections: c, stats: stats[0]!, cpu, expect: '2xx', ratio: null,
+          pairedBare: paired === undefined ? undefined : { okPerSec: paired.stats.okPerSec, p99Ms: paired.stats.latencyMs.p99, cpu: paired.cpu },
+        });
       }
     }
 
@@ -820,22 +865,28 @@ async function main(): Promise<void> {
   const floods: FloodResult[] = [];
   const t0 = Date.now();
 
+  const real = opts.only.has('get-record') || opts.only.has('get-raw') || opts.only.has('put-mem') ||
+    opts.only.has('put-disk') || opts.only.has('mixed') || opts.only.has('flood');
   if (opts.only.has('bare-http')) await runBare(opts, tmp, 'bare-http', rows);
-  if (opts.only.has('bare-fastify')) await runBare(opts, tmp, 'bare-fastify', rows);
+  // Bare Fastify stays up through the real server's workloads, to be measured beside each one.
+  const pairWith = opts.only.has('bare-fastify') ? await runBare(opts, tmp, 'bare-fastify', rows, !opts.bareOnly && real && opts.pair) : null;
 
   let serverInfo: Record<string, unknown> | null = null;
   let million: MillionResult | null = null;
-  const real = opts.only.has('get-record') || opts.only.has('get-raw') || opts.only.has('put-mem') ||
-    opts.only.has('put-disk') || opts.only.has('mixed') || opts.only.has('flood');
   if (!opts.bareOnly) {
-    if (real) serverInfo = await runReal(opts, tmp, rows, floods);
+    try {
+      if (real) serverInfo = await runReal(opts, tmp, rows, floods, pairWith);
+    } finally {
+      if (pairWith !== null) await stopServer(pairWith.child, 5000);
+    }
     if (opts.million) million = await runMillion(opts, tmp);
   }
 
-  // Ratios to bare Fastify at the same connection count.
+  // Ratios to bare Fastify at the same connection count: the paired run beside the row when
+  // there is one, else the bare run at the start.
   for (const r of rows) {
-    const bare = rows.find((b) => b.id === 'bare-fastify' && b.connections === r.connections);
-    r.ratio = bare === undefined || bare.stats.okPerSec === 0 ? null : rowRate(r) / bare.stats.okPerSec;
+    const bare = r.pairedBare?.okPerSec ?? rows.find((b) => b.id === 'bare-fastify' && b.connections === r.connections)?.stats.okPerSec;
+    r.ratio = bare === undefined || bare === 0 ? null : rowRate(r) / bare;
   }
 
   // Control: bare node:http must be clearly faster than bare Fastify, or the load generator is the limit.
@@ -876,7 +927,8 @@ async function main(): Promise<void> {
   out.push('');
   out.push(`Simple KV benchmark  ${machine.date}  ${machine.cpus} x ${machine.cpuModel}, node ${machine.node}, ` +
     `${opts.duration} s/run, autocannon ${machine.autocannon} in-process on the same machine`);
-  out.push(`req/s counts 2xx answers only (the flood row counts its 401s); ratio = req/s / bare Fastify req/s at the same connections`);
+  out.push(`req/s counts 2xx answers only (the flood row counts its 401s); ratio = req/s / bare Fastify req/s at the same connections,`);
+  out.push(`measured right before the row when "bare req/s" shows it (paired), else in the bare Fastify row`);
   if (rows.length > 0) {
     out.push('');
     out.push(renderTable(rows));
