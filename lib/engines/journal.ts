@@ -23,6 +23,8 @@ export interface JournalOptions {
    * tried again after a pause that doubles with each failure (1 s up to 1 min).
    */
   onCompactionError?: (err: unknown, failures: number) => void
+  /** The clock for that pause, in ms (default Date.now). Tests pass their own. */
+  now?: () => number
 }
 
 /** Pause before the first retry of a failed compaction; it doubles up to COMPACTION_RETRY_MAX_MS. */
@@ -323,7 +325,8 @@ export class Journal implements Persistence {
     if (this.#compaction !== null || this.#closed) return
     if (this.#size < Math.max(this.#options.maxBytes, this.#snapshot?.bytes ?? 0)) return
     // After a failure (a full disk, say), retrying on every write would copy the whole store each time.
-    if (this.#compactionFailures > 0 && Date.now() < this.#compactionRetryAt) return
+    const now = this.#options.now ?? Date.now
+    if (this.#compactionFailures > 0 && now() < this.#compactionRetryAt) return
     // Records are never mutated, so a copy of the entries is a consistent snapshot of this moment.
     const entries = entriesCopy(data)
     this.#compaction = this.#compact(entries)
@@ -332,7 +335,7 @@ export class Journal implements Persistence {
       }, (err: unknown) => {
         this.lastCompactionError = err
         this.#compactionFailures++
-        this.#compactionRetryAt = Date.now() + Math.min(COMPACTION_RETRY_MAX_MS, COMPACTION_RETRY_MS * 2 ** (this.#compactionFailures - 1))
+        this.#compactionRetryAt = now() + Math.min(COMPACTION_RETRY_MAX_MS, COMPACTION_RETRY_MS * 2 ** (this.#compactionFailures - 1))
         try {
           this.#options.onCompactionError?.(err, this.#compactionFailures)
         } catch {

@@ -431,9 +431,11 @@ t.test('a failed compaction is reported, paused before its retry, and loses noth
   const dir = t.testdir()
   let failing = true
   let attempts = 0
+  let clock = 1_000_000
   const reports: Array<[string, number]> = []
   const { store, journal } = await openStore(dir, {
     maxBytes: 1024,
+    now: () => clock,
     writeSnapshot: async (file, entries) => {
       attempts++
       if (failing) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
@@ -454,13 +456,14 @@ t.test('a failed compaction is reported, paused before its retry, and loses noth
   t.equal(attempts, 1, 'the journal passed its bound: one compaction tried')
   t.same(reports, [['ENOSPC: no space left on device, write', 1]], 'the failure is reported with its count')
   t.match(journal.lastCompactionError, { code: 'ENOSPC' })
+  clock += 999
   await put(40, 80)
   await settled()
-  t.equal(attempts, 1, 'writes right after the failure do not retry it at once')
+  t.equal(attempts, 1, 'writes within the pause do not retry it')
   t.same(values(store), expected, 'every write is still served')
 
   failing = false
-  await new Promise(resolve => setTimeout(resolve, 1100))
+  clock += 2
   await put(80, 90)
   await settled()
   t.equal(attempts, 2, 'after the pause the next write starts a compaction again')
@@ -469,6 +472,38 @@ t.test('a failed compaction is reported, paused before its retry, and loses noth
   t.same(readdirSync(dir).filter(n => n.includes('.journal.')), [], 'the set-aside journals of both attempts are gone')
   const onDisk = await readStoreFiles(dir, ID)
   t.same(Object.fromEntries([...onDisk.data].map(([k, r]) => [k, r.value])), expected, 'the files alone hold every write')
+  await store.close()
+})
+
+t.test('the pause doubles with each failure in a row, up to a minute', async t => {
+  const dir = t.testdir()
+  let clock = 0
+  const failures: number[] = []
+  const { store, journal } = await openStore(dir, {
+    maxBytes: 1024,
+    now: () => clock,
+    writeSnapshot: async () => { throw new Error('disk full') },
+    onCompactionError: (_err, n) => { failures.push(n) }
+  })
+  let i = 0
+  // Each failed attempt has already set its journal aside, so the fresh one must pass the bound again.
+  const pastTheBound = async (): Promise<void> => {
+    for (let n = 0; n < 6; n++) await store.set(`k${i++}`, 'x'.repeat(200))
+    while (journal.compacting) await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  await pastTheBound()
+  t.same(failures, [1])
+  for (const pause of [1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000]) {
+    const before = failures.length
+    clock += pause - 1
+    await pastTheBound()
+    t.equal(failures.length, before, `no retry ${pause - 1} ms after failure ${before}`)
+    clock += 1
+    await pastTheBound()
+    t.equal(failures.length, before + 1, `a retry ${pause} ms after it`)
+  }
+  t.same(failures, [1, 2, 3, 4, 5, 6, 7, 8, 9], 'each report counts the failures in a row')
+  t.equal(store.size, i, 'every write is served')
   await store.close()
 })
 
