@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { ScopeAuth, generateApiKey, hashApiKey, presentedKey, verifyHash } from '../../lib/keys.js'
 
 t.test('generated keys are 43 characters of base64url and distinct', async t => {
@@ -15,40 +15,42 @@ t.test('argon2id hashes verify their key only', async t => {
   t.equal(await verifyHash('$argon2id$v=19$m=19456,t=2,p=1$bad$bad', 'k1'), false, 'a broken hash is a mismatch, not a throw')
 })
 
-t.test('a verified key is served from the digest cache, not argon2 again', async t => {
+/** lib/keys.js with argon2's verify counted: `verifies()` is how many have run. */
+async function keysCountingVerifies (t: Test): Promise<{ keys: typeof import('../../lib/keys.js'), verifies: () => number }> {
   const argon2 = await import('@node-rs/argon2')
-  let verifies = 0
+  let count = 0
   const keys = await t.mockImport<typeof import('../../lib/keys.js')>('../../lib/keys.js', {
-    '@node-rs/argon2': { ...argon2, verify: async (...args: Parameters<typeof argon2.verify>) => { verifies++; return await argon2.verify(...args) } }
+    '@node-rs/argon2': { ...argon2, verify: async (...args: Parameters<typeof argon2.verify>) => { count++; return await argon2.verify(...args) } }
   })
+  return { keys, verifies: () => count }
+}
+
+t.test('a verified key is served from the digest cache, not argon2 again', async t => {
+  const { keys, verifies } = await keysCountingVerifies(t)
   const key = keys.generateApiKey()
   const other = keys.generateApiKey()
   const hash = await keys.hashApiKey(key)
   const auth = new keys.ScopeAuth({ enabled: true, api_key_hash: hash })
   t.equal(await auth.check(key), true)
   for (let i = 0; i < 50; i++) t.equal(await auth.check(key), true)
-  t.equal(verifies, 1, 'one argon2 run for 51 checks')
+  t.equal(verifies(), 1, 'one argon2 run for 51 checks')
   t.equal(await auth.check(other), false)
   t.equal(await auth.check(other), false)
-  t.equal(verifies, 2, 'a rejected key is remembered too')
+  t.equal(verifies(), 2, 'a rejected key is remembered too')
   t.equal(await auth.check(undefined), false)
   t.equal(await auth.check(''), false)
-  t.equal(verifies, 2)
+  t.equal(verifies(), 2)
   const fresh = new keys.ScopeAuth({ enabled: true, api_key_hash: await keys.hashApiKey(keys.generateApiKey()) })
   t.equal(await fresh.check(key), false, 'a new ScopeAuth (regenerated key) forgets the old key')
 })
 
 t.test('concurrent checks of one new key share one verification', async t => {
-  const argon2 = await import('@node-rs/argon2')
-  let verifies = 0
-  const keys = await t.mockImport<typeof import('../../lib/keys.js')>('../../lib/keys.js', {
-    '@node-rs/argon2': { ...argon2, verify: async (...args: Parameters<typeof argon2.verify>) => { verifies++; return await argon2.verify(...args) } }
-  })
+  const { keys, verifies } = await keysCountingVerifies(t)
   const key = keys.generateApiKey()
   const auth = new keys.ScopeAuth({ enabled: true, api_key_hash: await keys.hashApiKey(key) })
   const results = await Promise.all(Array.from({ length: 20 }, async () => await auth.check(key)))
   t.ok(results.every(Boolean))
-  t.equal(verifies, 1)
+  t.equal(verifies(), 1)
 })
 
 t.test('malformed keys are rejected without hashing', async t => {
