@@ -13,6 +13,9 @@ const REDACTED_PATHS = ['authorization', 'x-api-key', 'api-key'].flatMap(h => [
   `req.headers["${h}"]`, `request.headers["${h}"]`, `headers["${h}"]`
 ])
 
+/** Log levels at which the debug request line is written. */
+const REQUEST_LINE_LEVELS = new Set(['debug', 'trace'])
+
 /**
  * One line per request, at debug level, with method, path, status and time.
  * The path drops the query string; keys never travel in the URL, only in headers.
@@ -23,6 +26,8 @@ class RequestLog extends LogController {
   override routeNotFound (): void {}
 
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    // At info and above there is no request line to build: skip the work on every request.
+    if (error == null && !REQUEST_LINE_LEVELS.has(reply.log.level)) return
     const line = {
       method: request.method,
       path: request.url.split('?')[0],
