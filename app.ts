@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
+import sensible from '@fastify/sensible'
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import { DEFAULT_MAX_KEY_BYTES, type ConfigStore, type KvConfig } from './lib/config.js'
 import { envelope } from './lib/envelope.js'
@@ -9,6 +10,7 @@ import docsPlugin from './plugins/docs.js'
 import envelopePlugin from './plugins/envelope.js'
 import securityPlugin from './plugins/security.js'
 import storagePlugin from './plugins/storage.js'
+import projectSettingsRoutes from './routes/project.js'
 import projectRoutes from './routes/projects.js'
 import statusRoutes from './routes/status.js'
 import storeRoutes from './routes/store.js'
@@ -52,6 +54,7 @@ export function serverOptions (maxKeyBytes = DEFAULT_MAX_KEY_BYTES): Pick<Fastif
 /** The whole service as one plugin. Register it with a prefix to embed it in another Fastify app. */
 const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
   fastify.setValidatorCompiler(TypeBoxValidatorCompiler)
+  await fastify.register(sensible)
   await fastify.register(configPlugin, opts)
   await fastify.register(storagePlugin, opts)
   await fastify.register(authPlugin)
@@ -59,8 +62,9 @@ const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
   await fastify.register(securityPlugin)
   if (opts.docs !== false) await fastify.register(docsPlugin, { prefix: opts.prefix })
   await fastify.register(statusRoutes)
-  await fastify.register(projectRoutes)
-  await fastify.register(storeRoutes)
+  await fastify.register(projectRoutes, { prefix: '/api/v1/projects' })
+  await fastify.register(projectSettingsRoutes, { prefix: '/api/v1/projects/:id' })
+  await fastify.register(storeRoutes, { prefix: '/api/v1/projects/:id/store' })
 }
 
 export default app

@@ -4,7 +4,7 @@ import pretty from 'pino-pretty'
 import app, { serverOptions } from './app.js'
 import { formatBanner, type BannerInfo } from './lib/banner.js'
 import { chooseLogFormat, CliError, run, type LogLevel, type ServeCommand } from './lib/cli.js'
-import { ConfigStore, resolveConfigPath } from './lib/config.js'
+import { ConfigStore, effectiveAuthentication, effectiveProject, resolveConfigPath } from './lib/config.js'
 import type { GeneratedKey, Registry } from './lib/registry.js'
 import { VERSION } from './lib/version.js'
 
@@ -76,14 +76,14 @@ function bannerInfo (fastify: FastifyInstance, kv: Registry | undefined, store: 
     configFile: store.file ?? '(in memory)',
     configCreated: created,
     dataDir: store.settings.storageDir,
-    systemAuth: store.config.system?.authentication?.enabled ?? true,
+    systemAuth: effectiveAuthentication(store.config.system?.authentication).enabled,
     projects: (store.config.projects ?? []).map(p => {
       const project = kv?.project(p.id)
       return {
         id: p.id,
-        onDisk: project?.store.onDisk ?? (p.storage?.on_disk ?? true),
-        auth: p.authentication?.enabled ?? true,
-        keys: project?.store.size ?? 0
+        onDisk: project?.store.persistent ?? effectiveProject(p).storage.on_disk,
+        auth: effectiveProject(p).authentication.enabled,
+        keys: project?.store.usage().keys ?? 0
       }
     }),
     generatedKeys: keys

@@ -1,14 +1,88 @@
-/** A failure with an HTTP status and a client-facing message; mapped to the envelope in one place. */
-export class KvError extends Error {
-  readonly statusCode: number
-  readonly headers: Record<string, string> | undefined
+/**
+ * Domain errors: what went wrong, in the store's terms. The HTTP layer maps
+ * each kind to a status in one place (plugins/envelope.ts); nothing here
+ * knows about HTTP.
+ */
+export type FailureKind =
+  | 'invalid'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'limit_exceeded'
+  | 'busy'
+  | 'storage_unavailable'
 
-  constructor (statusCode: number, message: string, headers?: Record<string, string>, cause?: unknown) {
-    super(message, cause === undefined ? undefined : { cause })
+export class KvError extends Error {
+  readonly kind: FailureKind
+  /** For temporary failures: when a retry may succeed, in seconds. */
+  readonly retryAfterSeconds: number | undefined
+
+  constructor (kind: FailureKind, message: string, options: { cause?: unknown, retryAfterSeconds?: number } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'KvError'
-    this.statusCode = statusCode
-    this.headers = headers
+    this.kind = kind
+    this.retryAfterSeconds = options.retryAfterSeconds
   }
+}
+
+/** The request itself is wrong: a missing or malformed field, a bad body. */
+export class InvalidInputError extends KvError {
+  constructor (message: string) {
+    super('invalid', message)
+    this.name = 'InvalidInputError'
+  }
+}
+
+/** The settings of the server or the project do not allow this. */
+export class ForbiddenError extends KvError {
+  constructor (message: string) {
+    super('forbidden', message)
+    this.name = 'ForbiddenError'
+  }
+}
+
+/** A project or key that does not exist. */
+export class NotFoundError extends KvError {
+  constructor (message: string) {
+    super('not_found', message)
+    this.name = 'NotFoundError'
+  }
+}
+
+/** The request conflicts with the current state or settings. */
+export class ConflictError extends KvError {
+  constructor (message: string) {
+    super('conflict', message)
+    this.name = 'ConflictError'
+  }
+}
+
+/** A key, value or store over its configured bound; nothing was changed. */
+export class LimitExceededError extends KvError {
+  constructor (message: string) {
+    super('limit_exceeded', message)
+    this.name = 'LimitExceededError'
+  }
+}
+
+/** Too much work queued right now; the same request may succeed shortly. */
+export class BusyError extends KvError {
+  constructor (message: string, retryAfterSeconds = 1) {
+    super('busy', message, { retryAfterSeconds })
+    this.name = 'BusyError'
+  }
+}
+
+/** The change could not be made durable; nothing was changed. */
+export class StorageUnavailableError extends KvError {
+  constructor (message: string, cause?: unknown) {
+    super('storage_unavailable', message, { cause })
+    this.name = 'StorageUnavailableError'
+  }
+}
+
+export function projectNotFound (id: string): NotFoundError {
+  return new NotFoundError(`Project with id '${id}' not found`)
 }
 
 /** Raised for a config file (or config update) that does not satisfy the schema. */

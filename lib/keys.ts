@@ -2,7 +2,9 @@ import { createHash, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto'
 import { promisify } from 'node:util'
 import { hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2'
 import { Semaphore } from 'async-mutex'
-import type { AuthenticationConfig } from './config.js'
+import type { AuthenticationConfig } from '../schemas/config.js'
+import { effectiveAuthentication } from './config.js'
+import { BusyError } from './errors.js'
 
 const pbkdf2Async = promisify(pbkdf2)
 
@@ -51,9 +53,9 @@ const slowHashSlots = new Semaphore(SLOW_HASH_CONCURRENCY)
 let slowHashWaiting = 0
 
 /** Thrown when too many key verifications are already queued; the caller should retry shortly. */
-export class VerifierBusyError extends Error {
+export class VerifierBusyError extends BusyError {
   constructor () {
-    super('Too many key verifications in progress; retry shortly')
+    super('Too many key verifications in progress; retry shortly', 1)
     this.name = 'VerifierBusyError'
   }
 }
@@ -101,7 +103,7 @@ export class ScopeAuth {
   readonly #pending = new Map<string, Promise<boolean>>()
 
   constructor (auth: AuthenticationConfig | undefined) {
-    this.enabled = auth?.enabled ?? true
+    this.enabled = effectiveAuthentication(auth).enabled
     this.#plainDigest = typeof auth?.api_key === 'string' ? digest(auth.api_key) : null
     this.#hash = typeof auth?.api_key_hash === 'string' ? auth.api_key_hash : null
   }

@@ -1,13 +1,6 @@
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
-export type JsonType = 'string' | 'number' | 'boolean' | 'null' | 'object' | 'array'
+import type { JsonType, JsonValue, KvRecord } from '../schemas/record.js'
 
-export interface KvRecord {
-  value: JsonValue
-  created_at: number
-  updated_at: number
-  size_bytes: number
-  type: JsonType
-}
+export type { JsonType, JsonValue, KvRecord }
 
 export function jsonType (value: unknown): JsonType {
   if (value === null) return 'null'

@@ -1,31 +1,18 @@
 import { Mutex } from 'async-mutex'
-import { Type } from '@sinclair/typebox'
+import type { AuthenticationConfig, ProjectConfig } from '../schemas/config.js'
+import { CreateProjectSchema, UpdateProjectSchema, type ProjectSettings, type UpdateProject } from '../schemas/project.js'
+import { PROJECT_ID_RULE } from '../schemas/config.js'
 import {
-  AuthenticationSchema, ProjectSecuritySchema, ProjectStorageSchema, PROJECT_ID_RULE,
-  defaultProject, isValidProjectId, mergeAuthentication, type AuthenticationConfig, type ConfigStore, type ProjectConfig
+  effectiveAuthentication, effectiveProject, isValidProjectId, mergeAuthentication,
+  type ConfigStore, type EffectiveProject
 } from './config.js'
-import { KvError } from './errors.js'
-import { Journal, type JournalOptions } from './engines/journal.js'
-import { ProjectStore, memoryOnly, type Persistence, type StoreLimits } from './engines/project-store.js'
+import { ConflictError, InvalidInputError, projectNotFound } from './errors.js'
+import { openBackend } from './engines/open.js'
+import type { KvEngine, StorageBackend, StorageEvents } from './engines/types.js'
 import { newKeyFields, ScopeAuth } from './keys.js'
-import { DirLock } from './lock.js'
-import type { SystemInfo } from './sysinfo.js'
 import { firstError } from './validation.js'
-import { VERSION } from './version.js'
 
 export const BODY_NOT_JSON = 'Request body must be valid JSON (Content-Type: application/json)'
-
-export const CreateProjectSchema = Type.Object({
-  id: Type.String({ description: 'New project id: 1 to 64 of A-Z a-z 0-9 _ -.', examples: ['my_app'] }),
-  storage: Type.Optional(ProjectStorageSchema),
-  authentication: Type.Optional(Type.Omit(AuthenticationSchema, ['api_key', 'api_key_hash'], { additionalProperties: false })),
-  security: Type.Optional(ProjectSecuritySchema)
-}, { additionalProperties: false, description: 'Settings of the new project; omitted settings take the defaults.' })
-
-export const UpdateProjectSchema = Type.Object({
-  storage: Type.Optional(ProjectStorageSchema),
-  security: Type.Optional(ProjectSecuritySchema)
-}, { additionalProperties: false, description: 'Settings to merge into the project config.' })
 
 /** A generated key, to show once. */
 export interface GeneratedKey {
@@ -34,35 +21,32 @@ export interface GeneratedKey {
   key: string
 }
 
+/** One project as routes see it: its settings, its key check and its store. */
 export interface Project {
   readonly id: string
-  readonly config: ProjectConfig
+  /** The project's settings with the defaults filled in. */
+  readonly settings: EffectiveProject
   readonly auth: ScopeAuth
-  readonly store: ProjectStore
-  readonly discoverable: boolean
+  readonly store: KvEngine
 }
 
 /** The registry's record of one project; handed out as a read-only Project. */
 class ProjectEntry implements Project {
   readonly id: string
   auth: ScopeAuth
-  readonly store: ProjectStore
+  readonly store: KvEngine
   readonly #config: ConfigStore
 
-  constructor (id: string, auth: ScopeAuth, store: ProjectStore, config: ConfigStore) {
+  constructor (id: string, auth: ScopeAuth, store: KvEngine, config: ConfigStore) {
     this.id = id
     this.auth = auth
     this.store = store
     this.#config = config
   }
 
-  /** The project's settings; bare (all defaults) in the instant between a delete's config write and its removal here. */
-  get config (): ProjectConfig {
-    return this.#config.project(this.id) ?? { id: this.id }
-  }
-
-  get discoverable (): boolean {
-    return this.config.security?.keys_and_values_discoverable ?? true
+  /** Bare (all defaults) in the instant between a delete's config write and its removal here. */
+  get settings (): EffectiveProject {
+    return effectiveProject(this.#config.project(this.id) ?? { id: this.id })
   }
 }
 
@@ -71,51 +55,26 @@ function isPlainObject (value: unknown): value is Record<string, unknown> {
 }
 
 /** A project's settings as the API shows them: defaults filled in, no key or hash. */
-export interface PublicProjectSettings {
-  id?: string
-  storage: { on_disk: boolean, cache_in_memory?: boolean }
-  authentication: { enabled: boolean, save_api_key_to_config: boolean }
-  security: { keys_and_values_discoverable: boolean }
-}
-
-export function publicSettings (project: ProjectConfig, withId: boolean): PublicProjectSettings {
-  const storage: PublicProjectSettings['storage'] = { on_disk: project.storage?.on_disk ?? true }
-  if (project.storage?.cache_in_memory !== undefined) storage.cache_in_memory = project.storage.cache_in_memory
-  const out: PublicProjectSettings = {
-    storage,
-    authentication: {
-      enabled: project.authentication?.enabled ?? true,
-      save_api_key_to_config: project.authentication?.save_api_key_to_config ?? false
-    },
-    security: { keys_and_values_discoverable: project.security?.keys_and_values_discoverable ?? true }
+export function publicSettings (project: ProjectConfig, withId: boolean): ProjectSettings {
+  const { storage, authentication, security } = effectiveProject(project)
+  const out: ProjectSettings = {
+    storage: { on_disk: storage.on_disk },
+    authentication: { enabled: authentication.enabled, save_api_key_to_config: authentication.save_api_key_to_config },
+    security: { keys_and_values_discoverable: security.keys_and_values_discoverable }
   }
+  if (storage.cache_in_memory !== undefined) out.storage.cache_in_memory = storage.cache_in_memory
   return withId ? { id: project.id, ...out } : out
 }
 
-/** A project's stored settings over the defaults. */
-export function effectiveProject (project: ProjectConfig): ProjectConfig {
-  const d = defaultProject(project.id)
-  return {
-    id: project.id,
-    storage: { ...d.storage, ...project.storage },
-    authentication: { ...d.authentication, ...project.authentication },
-    security: { ...d.security, ...project.security }
-  }
-}
-
 function needsKey (auth: AuthenticationConfig | undefined): boolean {
-  return (auth?.enabled ?? true) && typeof auth?.api_key !== 'string' && typeof auth?.api_key_hash !== 'string'
-}
-
-/** What the registry reports as it runs, for the host to log. */
-export interface RegistryEvents {
-  /** A background compaction of a project failed (`failures` in a row); its journals keep every change. */
-  onCompactionError?: (projectId: string, err: unknown, failures: number) => void
+  const { enabled, api_key: key, api_key_hash: hash } = effectiveAuthentication(auth)
+  return enabled && typeof key !== 'string' && typeof hash !== 'string'
 }
 
 /**
- * Every project the server holds, with its store and key check, and the
- * system scope. The only way routes change projects or the config.
+ * The projects the server holds, each with its store and key check, and the
+ * system scope: their lifecycle (open, create, change, delete, close) and the
+ * config writes that go with it. Routes change projects only through here.
  */
 export class Registry {
   readonly config: ConfigStore
@@ -123,28 +82,28 @@ export class Registry {
   #systemAuth: ScopeAuth
   readonly #projects = new Map<string, ProjectEntry>()
   readonly #mutex = new Mutex()
-  #lock: DirLock | null = null
-  readonly #events: RegistryEvents
+  readonly #backend: StorageBackend
 
-  private constructor (config: ConfigStore, events: RegistryEvents) {
+  private constructor (config: ConfigStore, backend: StorageBackend) {
     this.config = config
-    this.#events = events
+    this.#backend = backend
     this.#systemAuth = new ScopeAuth(config.config.system?.authentication)
   }
 
   /**
-   * Take the storage folder's lock, load every project's store and give a key
-   * to every enabled scope that has none. Throws (and writes nothing) when
-   * another process holds the folder or a store file cannot be read.
-   * `warnings` lists what recovery dropped (a torn last journal line), to log.
+   * Open the storage, load every project's store and give a key to every
+   * enabled scope that has none. Throws (and writes nothing) when the storage
+   * is held by another process or a store cannot be read. `warnings` lists
+   * what recovery dropped (a torn last journal line), to log.
    */
-  static async open (config: ConfigStore, events: RegistryEvents = {}): Promise<{ registry: Registry, generated: GeneratedKey[], warnings: string[] }> {
-    const registry = new Registry(config, events)
+  static async open (config: ConfigStore, events: StorageEvents = {}): Promise<{ registry: Registry, generated: GeneratedKey[], warnings: string[] }> {
+    const registry = new Registry(config, await openBackend(config.settings, events))
     const warnings: string[] = []
-    registry.#lock = await DirLock.acquire(registry.storageDir)
     try {
       for (const project of config.config.projects ?? []) {
-        registry.#projects.set(project.id, new ProjectEntry(project.id, new ScopeAuth(project.authentication), await registry.#openStore(project, warnings), config))
+        const { engine, warnings: dropped } = await registry.#backend.open(project.id, { persistent: effectiveProject(project).storage.on_disk })
+        warnings.push(...dropped)
+        registry.#projects.set(project.id, new ProjectEntry(project.id, new ScopeAuth(project.authentication), engine, config))
       }
       const generated = await registry.#generateMissingKeys()
       return { registry, generated, warnings }
@@ -154,8 +113,9 @@ export class Registry {
     }
   }
 
-  get storageDir (): string {
-    return this.config.settings.storageDir
+  /** The storage engine's name, e.g. 'local'. */
+  get engine (): string {
+    return this.#backend.name
   }
 
   get systemAuth (): ScopeAuth {
@@ -174,28 +134,20 @@ export class Registry {
     return this.#projects.get(id)
   }
 
+  projects (): Iterable<Project> {
+    return this.#projects.values()
+  }
+
   /** Every project's settings, keyed by id, without ids or secrets. */
-  listProjects (): Record<string, PublicProjectSettings> {
+  listProjects (): Record<string, ProjectSettings> {
     // fromEntries defines own properties, so an id like __proto__ stays an ordinary key.
     return Object.fromEntries((this.config.config.projects ?? []).map(p => [p.id, publicSettings(p, false)]))
   }
 
-  projectDetails (id: string): PublicProjectSettings {
+  projectDetails (id: string): ProjectSettings {
     const config = this.config.project(id)
-    if (config === undefined) throw notFound(id)
+    if (config === undefined) throw projectNotFound(id)
     return publicSettings(config, true)
-  }
-
-  systemInfo (): SystemInfo {
-    let storage = 0
-    for (const entry of this.#projects.values()) storage += entry.store.bytesOnDisk
-    return {
-      memory_usage_bytes: process.memoryUsage.rss(),
-      number_of_projects: this.#projects.size,
-      storage_usage_bytes: storage,
-      uptime: Math.floor((Date.now() - this.startedAt) / 1000),
-      version: VERSION
-    }
   }
 
   /**
@@ -203,20 +155,20 @@ export class Registry {
    * Returns the new key, or null when the project's authentication is off.
    */
   async createProject (body: unknown): Promise<string | null> {
-    if (!isPlainObject(body)) throw new KvError(400, BODY_NOT_JSON)
-    if (!Object.hasOwn(body, 'id')) throw new KvError(400, "Project 'id' is required in the request body")
+    if (!isPlainObject(body)) throw new InvalidInputError(BODY_NOT_JSON)
+    if (!Object.hasOwn(body, 'id')) throw new InvalidInputError("Project 'id' is required in the request body")
     const id = body.id
-    if (typeof id !== 'string' || !isValidProjectId(id)) throw new KvError(400, PROJECT_ID_RULE)
+    if (typeof id !== 'string' || !isValidProjectId(id)) throw new InvalidInputError(PROJECT_ID_RULE)
     return await this.#mutex.runExclusive(async () => {
-      if (this.config.project(id) !== undefined) throw new KvError(400, `Project with ID '${id}' already exists in configuration.`)
+      if (this.config.project(id) !== undefined) throw new InvalidInputError(`Project with ID '${id}' already exists in configuration.`)
       const input = structuredClone(body)
       if (isPlainObject(input.authentication)) {
         delete input.authentication.api_key
         delete input.authentication.api_key_hash
       }
       const problem = firstError(CreateProjectSchema, input)
-      if (problem !== null) throw new KvError(400, problem)
-      const project = effectiveProject(input as ProjectConfig)
+      if (problem !== null) throw new InvalidInputError(problem)
+      const project: ProjectConfig = effectiveProject(input as ProjectConfig)
       project.authentication = { ...project.authentication, api_key: null, api_key_hash: null }
       let key: string | null = null
       if (project.authentication.enabled === true) {
@@ -224,23 +176,23 @@ export class Registry {
         key = fresh.key
         Object.assign(project.authentication, fresh.fields)
       }
-      const store = await this.#openStore(project, [])
+      const { engine } = await this.#backend.open(id, { persistent: effectiveProject(project).storage.on_disk })
       try {
         await this.config.update(c => { (c.projects ??= []).push(project) })
       } catch (err) {
-        await store.close()
+        await engine.close()
         throw err
       }
-      this.#projects.set(id, new ProjectEntry(id, new ScopeAuth(project.authentication), store, this.config))
+      this.#projects.set(id, new ProjectEntry(id, new ScopeAuth(project.authentication), engine, this.config))
       return key
     })
   }
 
-  /** Remove a project, its config and its files. Writes in flight finish or fail first. */
+  /** Remove a project, its config and its data. Writes in flight finish or fail first. */
   async deleteProject (id: string): Promise<void> {
     await this.#mutex.runExclusive(async () => {
       const entry = this.#projects.get(id)
-      if (entry === undefined) throw notFound(id)
+      if (entry === undefined) throw projectNotFound(id)
       await this.config.update(c => { c.projects = (c.projects ?? []).filter(p => p.id !== id) })
       this.#projects.delete(id)
       await entry.store.destroy()
@@ -252,9 +204,9 @@ export class Registry {
     return await this.#mutex.runExclusive(async () => {
       const entry = this.#projects.get(id)
       const config = this.config.project(id)
-      if (entry === undefined || config === undefined) throw notFound(id)
-      if ((config.authentication?.enabled ?? true) === false) {
-        throw new KvError(409, `Failed to regenerate API key for the project (authentication may be disabled for \`${id}\`)`)
+      if (entry === undefined || config === undefined) throw projectNotFound(id)
+      if (!effectiveProject(config).authentication.enabled) {
+        throw new ConflictError(`Failed to regenerate API key for the project (authentication may be disabled for \`${id}\`)`)
       }
       const { key, fields } = await newKeyFields(config.authentication)
       await this.config.update(c => { mergeAuthentication(c, id, fields) })
@@ -265,21 +217,21 @@ export class Registry {
 
   /** Merge settings into a project; storage.on_disk takes effect at once. */
   async updateProject (id: string, body: unknown): Promise<void> {
-    if (!isPlainObject(body)) throw new KvError(400, BODY_NOT_JSON)
+    if (!isPlainObject(body)) throw new InvalidInputError(BODY_NOT_JSON)
     if (Object.hasOwn(body, 'authentication')) {
-      throw new KvError(400, 'Updating authentication settings via this route is not allowed. Use the regenerate API key route instead.')
+      throw new InvalidInputError('Updating authentication settings via this route is not allowed. Use the regenerate API key route instead.')
     }
-    if (Object.hasOwn(body, 'id')) throw new KvError(400, 'Updating project ID via this route is not allowed.')
+    if (Object.hasOwn(body, 'id')) throw new InvalidInputError('Updating project ID via this route is not allowed.')
     const problem = firstError(UpdateProjectSchema, body)
-    if (problem !== null) throw new KvError(400, problem)
-    const patch = body as { storage?: ProjectConfig['storage'], security?: ProjectConfig['security'] }
+    if (problem !== null) throw new InvalidInputError(problem)
+    const patch = body as UpdateProject
     await this.#mutex.runExclusive(async () => {
       const entry = this.#projects.get(id)
       const before = this.config.project(id)
-      if (entry === undefined || before === undefined) throw notFound(id)
-      const wasOnDisk = before.storage?.on_disk ?? true
+      if (entry === undefined || before === undefined) throw projectNotFound(id)
+      const wasOnDisk = effectiveProject(before).storage.on_disk
       const onDisk = patch.storage?.on_disk ?? wasOnDisk
-      if (onDisk !== wasOnDisk) await entry.store.setPersistence(await this.#persistenceFor(id, onDisk))
+      if (onDisk !== wasOnDisk) await entry.store.setPersistent(onDisk)
       try {
         await this.config.update(c => {
           const p = c.projects?.find(p => p.id === id) as ProjectConfig
@@ -287,46 +239,19 @@ export class Registry {
           if (patch.security !== undefined) p.security = { ...p.security, ...patch.security }
         })
       } catch (err) {
-        if (onDisk !== wasOnDisk) await entry.store.setPersistence(await this.#persistenceFor(id, wasOnDisk))
+        if (onDisk !== wasOnDisk) await entry.store.setPersistent(wasOnDisk)
         throw err
       }
     })
   }
 
-  /** Fold every store into its snapshot, close it, then give the storage folder up. */
+  /** Fold every store into its files, close it, then release the storage. */
   async close (): Promise<void> {
     try {
       await Promise.all([...this.#projects.values()].map(async e => { await e.store.close() }))
     } finally {
-      await this.#lock?.release()
-      this.#lock = null
+      await this.#backend.close()
     }
-  }
-
-  #journalOptions (id: string): JournalOptions {
-    const { durability, journalMaxBytes } = this.config.settings
-    const report = this.#events.onCompactionError
-    return {
-      durability,
-      maxBytes: journalMaxBytes,
-      onCompactionError: report === undefined ? undefined : (err, failures) => { report(id, err, failures) }
-    }
-  }
-
-  get #limits (): StoreLimits {
-    const { maxValueBytes, maxKeysPerProject, maxBytesPerProject } = this.config.settings
-    return { maxValueBytes, maxKeys: maxKeysPerProject, maxBytes: maxBytesPerProject }
-  }
-
-  async #openStore (project: ProjectConfig, warnings: string[]): Promise<ProjectStore> {
-    if ((project.storage?.on_disk ?? true) === false) return new ProjectStore(project.id, new Map(), memoryOnly, this.#limits)
-    const opened = await Journal.open(this.storageDir, project.id, this.#journalOptions(project.id))
-    warnings.push(...opened.warnings)
-    return new ProjectStore(project.id, opened.data, opened.persistence, this.#limits)
-  }
-
-  async #persistenceFor (id: string, onDisk: boolean): Promise<Persistence> {
-    return onDisk ? await Journal.create(this.storageDir, id, this.#journalOptions(id)) : memoryOnly
   }
 
   async #generateMissingKeys (): Promise<GeneratedKey[]> {
@@ -355,8 +280,4 @@ export class Registry {
     }
     return generated
   }
-}
-
-export function notFound (id: string): KvError {
-  return new KvError(404, `Project with id '${id}' not found`)
 }

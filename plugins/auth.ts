@@ -1,9 +1,9 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import { KvError } from '../lib/errors.js'
-import { presentedKey, VerifierBusyError, type ScopeAuth } from '../lib/keys.js'
+import { projectNotFound } from '../lib/errors.js'
+import { presentedKey, type ScopeAuth } from '../lib/keys.js'
 import { FailureLimiter } from '../lib/ratelimit.js'
-import { notFound, type Project } from '../lib/registry.js'
+import type { Project } from '../lib/registry.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,15 +15,18 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Set once the system key check passed: the response then carries the System object. */
     kvSystem: boolean
-    /** The project of a project route, set by requireProjectKey. */
+    /** The project of a project route, set by requireProjectKey; read it with projectOf(). */
     kvProject: Project | null
   }
 }
 
 export const UNAUTHORIZED = 'Invalid or missing API key'
 
-function unauthorized (): KvError {
-  return new KvError(401, UNAUTHORIZED)
+/** The project a request was authenticated for: the one way from a route behind requireProjectKey to its project. */
+export function projectOf (request: FastifyRequest): Project {
+  const project = request.kvProject
+  if (project === null) throw new Error(`route ${request.routeOptions.url ?? request.url} runs without the requireProjectKey hook`)
+  return project
 }
 
 /**
@@ -35,13 +38,16 @@ function unauthorized (): KvError {
 export default fp(async (fastify) => {
   const settings = fastify.kvConfig.settings
   const limiter = new FailureLimiter({ maxFailures: settings.maxAuthFailures, windowSeconds: settings.authFailureWindowSeconds })
+  const { httpErrors } = fastify
 
   /** Answers 429 when the client address is over its failure limit. */
   function limited (request: FastifyRequest, done: (err?: Error) => void): boolean {
     const retryAfter = limiter.retryAfter(request.ip)
     if (retryAfter === 0) return false
     // Closing the connection makes a flooding client pay for a new one before its next guess.
-    done(new KvError(429, 'Too many failed authentication attempts; retry later', { 'retry-after': String(retryAfter), connection: 'close' }))
+    done(httpErrors.createError(429, 'Too many failed authentication attempts; retry later', {
+      headers: { 'retry-after': String(retryAfter), connection: 'close' }
+    }))
     return true
   }
 
@@ -49,7 +55,7 @@ export default fp(async (fastify) => {
   function fail (request: FastifyRequest, done: (err?: Error) => void): void {
     if (limited(request, done)) return
     limiter.fail(request.ip)
-    done(unauthorized())
+    done(httpErrors.unauthorized(UNAUTHORIZED))
   }
 
   /**
@@ -71,9 +77,7 @@ export default fp(async (fastify) => {
     auth.checkSlow(key as string).then(ok => {
       if (ok) done()
       else fail(request, done)
-    }, (err: unknown) => {
-      done(err instanceof VerifierBusyError ? new KvError(503, err.message, { 'retry-after': '1' }) : err as Error)
-    })
+    }, (err: unknown) => { done(err as Error) })
   }
 
   fastify.decorateRequest('kvSystem', false)
@@ -91,7 +95,7 @@ export default fp(async (fastify) => {
     const project = fastify.kv.project(id)
     if (project === undefined) {
       if (fastify.kv.projectDiscoverable) {
-        done(notFound(id))
+        done(projectNotFound(id))
         return
       }
       // Answer exactly as a wrong key would, failure count and limit included.
@@ -103,4 +107,4 @@ export default fp(async (fastify) => {
       done(err)
     })
   })
-}, { name: 'kv-auth', fastify: '5.x', dependencies: ['kv-config', 'kv-storage'] })
+}, { name: 'kv-auth', fastify: '5.x', dependencies: ['kv-config', 'kv-storage', '@fastify/sensible'] })

@@ -1,13 +1,26 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { envelope, type Envelope } from '../lib/envelope.js'
-import { KvError } from '../lib/errors.js'
-import type { SystemInfo } from '../lib/sysinfo.js'
+import type { Envelope } from '../schemas/envelope.js'
+import type { SystemInfo } from '../schemas/system.js'
+import { envelope } from '../lib/envelope.js'
+import { KvError, type FailureKind } from '../lib/errors.js'
+import { systemInfo } from '../lib/system-info.js'
+
+/** The one mapping from a domain failure to its HTTP status. */
+export const STATUS_OF_FAILURE: Record<FailureKind, number> = {
+  invalid: 400,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  limit_exceeded: 413,
+  busy: 503,
+  storage_unavailable: 507
+}
 
 /** Build the envelope for a reply; it carries System once a system key check passed. */
 export function respond<T = null> (request: FastifyRequest, reply: FastifyReply, status: number, message: string, data: T = null as T): Envelope<T> {
   reply.code(status)
-  return envelope(status, message, data, request.kvSystem ? request.server.kv.systemInfo() : null)
+  return envelope(status, message, data, request.kvSystem ? systemInfo(request.server.kv) : null)
 }
 
 function toPattern (url: string): RegExp {
@@ -48,11 +61,11 @@ export default fp(async (fastify) => {
   })
 
   fastify.setErrorHandler(async function errorHandler (error: FastifyError | KvError, request, reply) {
-    let status = error.statusCode ?? 500
+    let status = error instanceof KvError ? STATUS_OF_FAILURE[error.kind] : error.statusCode ?? 500
     if (!Number.isInteger(status) || status < 400 || status > 599) status = 500
     let message = error.message
     if (error instanceof KvError) {
-      if (error.headers !== undefined) reply.headers(error.headers)
+      if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds))
       if (status >= 500) request.log.error({ err: error.cause ?? error }, message)
     } else if (status >= 500) {
       request.log.error({ err: error }, 'unexpected error')
@@ -60,10 +73,13 @@ export default fp(async (fastify) => {
     }
     let system: SystemInfo | null = null
     try {
-      if (request.kvSystem) system = fastify.kv.systemInfo()
+      if (request.kvSystem) system = systemInfo(fastify.kv)
     } catch (err) {
       request.log.error({ err }, 'cannot read system info')
     }
+    // Errors made with @fastify/sensible's httpErrors may carry headers (Retry-After on 429).
+    const headers = (error as { headers?: Record<string, string> }).headers
+    if (headers !== undefined && !(error instanceof KvError)) reply.headers(headers)
     reply.code(status)
     return envelope(status, message, null, system)
   })

@@ -29,7 +29,11 @@ export default fp<StoragePluginOptions>(async (fastify, opts) => {
     const show = opts.onGeneratedKeys ?? ((keys: GeneratedKey[]) => { process.stdout.write(formatGeneratedKeys(keys)) })
     show(generated)
   }
-  for (const scope of [{ name: 'system', enabled: registry.systemAuth.enabled }, ...(fastify.kvConfig.config.projects ?? []).map(p => ({ name: `project '${p.id}'`, enabled: p.authentication?.enabled ?? true }))]) {
+  const scopes = [
+    { name: 'system', enabled: registry.systemAuth.enabled },
+    ...[...registry.projects()].map(p => ({ name: `project '${p.id}'`, enabled: p.settings.authentication.enabled }))
+  ]
+  for (const scope of scopes) {
     if (!scope.enabled) fastify.log.warn(`authentication is DISABLED for ${scope.name}: anyone who can reach the server can use it`)
   }
 }, { name: 'kv-storage', fastify: '5.x', dependencies: ['kv-config'] })

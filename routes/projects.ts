@@ -1,26 +1,17 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { KvError } from '../lib/errors.js'
-import { BODY_NOT_JSON, CreateProjectSchema, UpdateProjectSchema } from '../lib/registry.js'
+import { EnvelopeSchema } from '../schemas/envelope.js'
+import { CreateProjectSchema, NewKeySchema, ProjectSettingsSchema } from '../schemas/project.js'
+import { ForbiddenError } from '../lib/errors.js'
 import { respond } from '../plugins/envelope.js'
-import { EnvelopeSchema, NewKeySchema, ProjectIdParams, ProjectSettingsSchema, errorResponses, keySecurity } from './schemas.js'
+import { ProjectIdParams, errorResponses, keySecurity, projectBodyParsers, registryChecksBody } from './schemas.js'
 
+/** Managing projects: registered under /api/v1/projects, every route behind the system key. */
 const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  // Project bodies must be JSON objects; anything else gets the contract's one message.
-  fastify.removeAllContentTypeParsers()
-  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
-    try {
-      done(null, JSON.parse(body as string))
-    } catch {
-      done(new KvError(400, BODY_NOT_JSON), undefined)
-    }
-  })
-  fastify.addContentTypeParser('*', { parseAs: 'string' }, (_request, _body, done) => {
-    done(new KvError(400, BODY_NOT_JSON), undefined)
-  })
+  fastify.addHook('onRequest', fastify.requireSystemKey)
+  projectBodyParsers(fastify)
 
-  fastify.get('/api/v1/projects', {
-    onRequest: fastify.requireSystemKey,
+  fastify.get('', {
     schema: {
       tags: ['projects'],
       summary: 'List projects',
@@ -32,15 +23,12 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       }
     }
   }, async (request, reply) => {
-    if (!fastify.kv.projectDiscoverable) throw new KvError(403, 'Project listing is disabled')
+    if (!fastify.kv.projectDiscoverable) throw new ForbiddenError('Project listing is disabled')
     return respond(request, reply, 200, 'Project listing fetched successfully', fastify.kv.listProjects())
   })
 
-  fastify.post('/api/v1/projects', {
-    onRequest: fastify.requireSystemKey,
-    // The contract orders the checks (id, then duplicate, then fields), so the
-    // registry validates against the same schema in that order.
-    attachValidation: true,
+  fastify.post('', {
+    validatorCompiler: registryChecksBody as never,
     schema: {
       tags: ['projects'],
       summary: 'Create a project',
@@ -59,8 +47,7 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       : respond(request, reply, 201, 'Project created successfully. Store the returned API key securely as it may not be shown again.', { new_api_key: key })
   })
 
-  fastify.post('/api/v1/projects/:id/config/regenerate-api-key', {
-    onRequest: fastify.requireSystemKey,
+  fastify.post('/:id/config/regenerate-api-key', {
     schema: {
       tags: ['projects'],
       summary: 'Regenerate a project key',
@@ -78,8 +65,7 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     return respond(request, reply, 200, `API key regenerated successfully for project '${id}'`, { new_api_key: key })
   })
 
-  fastify.delete('/api/v1/projects/:id', {
-    onRequest: fastify.requireSystemKey,
+  fastify.delete('/:id', {
     schema: {
       tags: ['projects'],
       summary: 'Delete a project',
@@ -95,46 +81,6 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     const { id } = request.params
     await fastify.kv.deleteProject(id)
     return respond(request, reply, 200, `Project '${id}' deleted successfully`)
-  })
-
-  fastify.get('/api/v1/projects/:id', {
-    onRequest: fastify.requireProjectKey,
-    schema: {
-      tags: ['projects'],
-      summary: 'Project details',
-      description: 'The project\'s settings, without keys or hashes. Needs the project key.',
-      security: keySecurity,
-      params: ProjectIdParams,
-      response: {
-        200: EnvelopeSchema(ProjectSettingsSchema, { system: false, description: 'The project\'s settings.' }),
-        ...errorResponses([401, 404, 500])
-      }
-    }
-  }, async (request, reply) => {
-    const { id } = request.params
-    return respond(request, reply, 200, `Project '${id}' details fetched successfully`, fastify.kv.projectDetails(id))
-  })
-
-  fastify.put('/api/v1/projects/:id', {
-    onRequest: fastify.requireProjectKey,
-    // The authentication and id checks come before field validation (contract R7).
-    attachValidation: true,
-    schema: {
-      tags: ['projects'],
-      summary: 'Update project settings',
-      description: 'Merges storage and security settings. Changing storage.on_disk takes effect at once. Authentication and id cannot be changed here.',
-      security: keySecurity,
-      params: ProjectIdParams,
-      body: UpdateProjectSchema,
-      response: {
-        200: EnvelopeSchema(Type.Null(), { system: false, description: 'Updated.' }),
-        ...errorResponses([400, 401, 404, 413, 500, 507])
-      }
-    }
-  }, async (request, reply) => {
-    const { id } = request.params
-    await fastify.kv.updateProject(id, request.body)
-    return respond(request, reply, 200, `Project '${id}' updated successfully`)
   })
 }
 

@@ -1,44 +1,31 @@
+import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import { Type, type TSchema } from '@sinclair/typebox'
-import { SystemInfoSchema } from '../lib/sysinfo.js'
+import type { FastifyInstance, FastifySchemaCompiler } from 'fastify'
+import { BODY_NOT_JSON } from '../lib/registry.js'
+import { EnvelopeSchema } from '../schemas/envelope.js'
 
-const SystemOrNull = Type.Union([SystemInfoSchema, Type.Null()], { description: 'Server information on system-key routes once the key check passed; null otherwise.' })
+/**
+ * For bodies the registry checks itself, in the order the contract gives its
+ * messages: the body schema documents the body and is not applied here;
+ * params and the rest are validated as usual.
+ */
+export const registryChecksBody: FastifySchemaCompiler<TSchema> = (route) =>
+  route.httpPart === 'body' ? () => true : TypeBoxValidatorCompiler(route)
 
-/** The four-member envelope every JSON response has. */
-export function EnvelopeSchema<D extends TSchema> (data: D, opts: { system: boolean, description: string }) {
-  return Type.Object({
-    status_code: Type.Integer({ description: 'Equals the HTTP status.' }),
-    message: Type.String({ description: 'What happened, for a person.' }),
-    System: opts.system ? SystemOrNull : Type.Null({ description: 'Always null on project routes.' }),
-    data
-  }, { description: opts.description })
-}
-
-export const RecordSchema = Type.Object({
-  value: Type.Unknown({ description: 'The stored JSON value: string, number, boolean, null, object or array.' }),
-  created_at: Type.Integer({ description: 'When the key was first set, epoch seconds.' }),
-  updated_at: Type.Integer({ description: 'When the key was last set, epoch seconds.' }),
-  size_bytes: Type.Integer({ description: 'UTF-8 bytes of the string, or of the compact JSON of any other value.' }),
-  type: Type.Union(['string', 'number', 'boolean', 'null', 'object', 'array'].map(t => Type.Literal(t)), { description: 'JSON type of the value.' })
-}, { description: 'A stored value with its metadata.' })
-
-export const ProjectSettingsSchema = Type.Object({
-  id: Type.Optional(Type.String()),
-  storage: Type.Object({
-    on_disk: Type.Boolean(),
-    cache_in_memory: Type.Optional(Type.Boolean())
-  }),
-  authentication: Type.Object({
-    enabled: Type.Boolean(),
-    save_api_key_to_config: Type.Boolean()
-  }),
-  security: Type.Object({
-    keys_and_values_discoverable: Type.Boolean()
+/** Project bodies must be JSON objects; anything else gets the contract's one message. */
+export function projectBodyParsers (fastify: FastifyInstance): void {
+  fastify.removeAllContentTypeParsers()
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, JSON.parse(body as string))
+    } catch {
+      done(fastify.httpErrors.badRequest(BODY_NOT_JSON), undefined)
+    }
   })
-}, { description: 'A project\'s settings, without secrets.' })
-
-export const NewKeySchema = Type.Object({
-  new_api_key: Type.String({ description: 'The new key: 43 characters of base64url. Shown only here.' })
-})
+  fastify.addContentTypeParser('*', { parseAs: 'string' }, (_request, _body, done) => {
+    done(fastify.httpErrors.badRequest(BODY_NOT_JSON), undefined)
+  })
+}
 
 export const ProjectIdParams = Type.Object({
   id: Type.String({ description: 'Project id.' })

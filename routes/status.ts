@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { respond } from '../plugins/envelope.js'
-import { EnvelopeSchema, errorResponses, keySecurity } from './schemas.js'
+import { EnvelopeSchema } from '../schemas/envelope.js'
+import { errorResponses, keySecurity } from './schemas.js'
 
 const statusRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/health', {

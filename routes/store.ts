@@ -1,45 +1,43 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { KvError } from '../lib/errors.js'
-import type { Project } from '../lib/registry.js'
-import type { JsonValue } from '../lib/record.js'
+import { EnvelopeSchema } from '../schemas/envelope.js'
+import { RecordSchema, type JsonValue } from '../schemas/record.js'
+import { ForbiddenError, LimitExceededError, NotFoundError } from '../lib/errors.js'
+import { projectOf } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
-import { EnvelopeSchema, KeyParams, ProjectIdParams, RecordSchema, errorResponses, keySecurity } from './schemas.js'
+import { KeyParams, ProjectIdParams, errorResponses, keySecurity } from './schemas.js'
 
 export const EMPTY_BODY = 'Request body must be valid JSON or non-empty plain text'
 
-function project (request: FastifyRequest): Project {
-  return request.kvProject as Project
+function keyNotFound (key: string, id: string): NotFoundError {
+  return new NotFoundError(`Key '${key}' not found in project '${id}' store`)
 }
 
-function keyNotFound (key: string, id: string): KvError {
-  return new KvError(404, `Key '${key}' not found in project '${id}' store`)
-}
-
+/** A project's keys and values: registered under /api/v1/projects/:id/store, every route behind the project key. */
 const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { maxKeyBytes, maxBodyBytes } = fastify.kvConfig.settings
+  const { httpErrors } = fastify
+  fastify.addHook('onRequest', fastify.requireProjectKey)
 
   // JSON bodies are parsed (any JSON value); every other body is kept verbatim as text.
   fastify.removeAllContentTypeParsers()
   fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
     if (body === '') {
-      done(new KvError(400, EMPTY_BODY), undefined)
+      done(httpErrors.badRequest(EMPTY_BODY), undefined)
       return
     }
     try {
       done(null, JSON.parse(body as string))
     } catch (err) {
-      done(new KvError(400, `Request body is not valid JSON: ${(err as Error).message}`), undefined)
+      done(httpErrors.badRequest(`Request body is not valid JSON: ${(err as Error).message}`), undefined)
     }
   })
   fastify.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
-    if (body === '') done(new KvError(400, EMPTY_BODY), undefined)
+    if (body === '') done(httpErrors.badRequest(EMPTY_BODY), undefined)
     else done(null, body)
   })
 
-  fastify.get('/api/v1/projects/:id/store', {
-    onRequest: fastify.requireProjectKey,
+  fastify.get('', {
     schema: {
       tags: ['store'],
       summary: 'List the whole store',
@@ -52,13 +50,12 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       }
     }
   }, async (request, reply) => {
-    const p = project(request)
-    if (!p.discoverable) throw new KvError(403, 'Retrieving all keys and values is disabled for this project')
-    return respond(request, reply, 200, '', Object.fromEntries(p.store.list()))
+    const { settings, store } = projectOf(request)
+    if (!settings.security.keys_and_values_discoverable) throw new ForbiddenError('Retrieving all keys and values is disabled for this project')
+    return respond(request, reply, 200, '', Object.fromEntries(await store.entries()))
   })
 
-  fastify.put('/api/v1/projects/:id/store/:key', {
-    onRequest: fastify.requireProjectKey,
+  fastify.put('/:key', {
     bodyLimit: maxBodyBytes,
     schema: {
       tags: ['store'],
@@ -75,17 +72,16 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const { id, key } = request.params
-    if (Buffer.byteLength(key) > maxKeyBytes) throw new KvError(413, `Key is longer than the maximum of ${maxKeyBytes} bytes`)
+    if (Buffer.byteLength(key) > maxKeyBytes) throw new LimitExceededError(`Key is longer than the maximum of ${maxKeyBytes} bytes`)
     // Without a content type Fastify skips parsing an empty body, leaving it unset.
     if (request.body === undefined || (request.headers['content-type'] === undefined && typeof request.body !== 'string')) {
-      throw new KvError(400, EMPTY_BODY)
+      throw httpErrors.badRequest(EMPTY_BODY)
     }
-    await project(request).store.set(key, request.body as JsonValue)
+    await projectOf(request).store.set(key, request.body as JsonValue)
     return respond(request, reply, 200, `Key '${key}' set successfully in project '${id}' store`)
   })
 
-  fastify.get('/api/v1/projects/:id/store/:key', {
-    onRequest: fastify.requireProjectKey,
+  fastify.get('/:key', {
     schema: {
       tags: ['store'],
       summary: 'Get a record',
@@ -99,13 +95,12 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const { id, key } = request.params
-    const record = project(request).store.get(key)
+    const record = await projectOf(request).store.get(key)
     if (record === undefined) throw keyNotFound(key, id)
     return respond(request, reply, 200, `Key '${key}' fetched successfully from project '${id}' store`, record)
   })
 
-  fastify.get('/api/v1/projects/:id/store/:key/value', {
-    onRequest: fastify.requireProjectKey,
+  fastify.get('/:key/value', {
     schema: {
       tags: ['store'],
       summary: 'Get the raw value',
@@ -126,15 +121,14 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const { id, key } = request.params
-    const record = project(request).store.get(key)
+    const record = await projectOf(request).store.get(key)
     if (record === undefined) throw keyNotFound(key, id)
     reply.header('x-content-type-options', 'nosniff')
     if (typeof record.value === 'string') return await reply.type('text/plain; charset=utf-8').send(record.value)
     return await reply.type('application/json; charset=utf-8').send(JSON.stringify(record.value))
   })
 
-  fastify.delete('/api/v1/projects/:id/store/:key', {
-    onRequest: fastify.requireProjectKey,
+  fastify.delete('/:key', {
     schema: {
       tags: ['store'],
       summary: 'Delete a key',
@@ -147,12 +141,11 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const { id, key } = request.params
-    if (!await project(request).store.delete(key)) throw keyNotFound(key, id)
+    if (!await projectOf(request).store.delete(key)) throw keyNotFound(key, id)
     return respond(request, reply, 200, `Key '${key}' deleted successfully from project '${id}' store`)
   })
 
-  fastify.delete('/api/v1/projects/:id/store', {
-    onRequest: fastify.requireProjectKey,
+  fastify.delete('', {
     schema: {
       tags: ['store'],
       summary: 'Clear the store',
@@ -166,7 +159,7 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const { id } = request.params
-    await project(request).store.clear()
+    await projectOf(request).store.clear()
     return respond(request, reply, 200, `All key-value pairs deleted successfully from project '${id}' store`)
   })
 }

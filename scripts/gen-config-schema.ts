@@ -1,5 +1,5 @@
 import { writeFileSync } from 'node:fs'
-import { configJsonSchema } from '../lib/openapi.js'
+import { configJsonSchema } from '../schemas/json-schema.js'
 
 writeFileSync(new URL('../../config.schema.json', import.meta.url), JSON.stringify(configJsonSchema(), null, 2) + '\n')
 process.stdout.write('wrote config.schema.json\n')

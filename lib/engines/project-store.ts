@@ -1,7 +1,10 @@
 import { Mutex } from 'async-mutex'
-import { KvError } from '../errors.js'
-import { makeRecord, type JsonValue, type KvRecord } from '../record.js'
-import type { StoreEngine } from '../store.js'
+import sortedBtree from 'sorted-btree'
+import type { JsonValue, KvRecord } from '../../schemas/record.js'
+import { LimitExceededError, projectNotFound, StorageUnavailableError } from '../errors.js'
+import { makeRecord } from '../record.js'
+import { compareKeys } from './order.js'
+import type { KvEngine, ListOptions, ListPage, StoreLimits, StoreUsage } from './types.js'
 
 export type Change =
   | { op: 'set', key: string, record: KvRecord }
@@ -42,14 +45,12 @@ export const memoryOnly: Persistence = {
   remove: async () => {}
 }
 
-/** Bounds on what one store may hold; a write past one is refused with 413 and changes nothing. */
-export interface StoreLimits {
-  /** Largest value of one record, counted as size_bytes. */
-  maxValueBytes: number
-  maxKeys: number
-  /** Sum of size_bytes over the store. */
-  maxBytes: number
-}
+// sorted-btree is CommonJS; its class is the `default` member.
+const BTree = sortedBtree.default
+type KeyIndex = InstanceType<typeof BTree<string, undefined>>
+
+/** Makes the persistence of a project that switches to on-disk (true) or memory-only (false). */
+export type PersistenceFactory = (persistent: boolean) => Promise<Persistence>
 
 const NO_LIMITS: StoreLimits = { maxValueBytes: Infinity, maxKeys: Infinity, maxBytes: Infinity }
 
@@ -75,7 +76,7 @@ interface Overlay {
  * reads never see a change that could still be lost, and a failed disk write
  * leaves memory as it was.
  */
-export class ProjectStore implements StoreEngine {
+export class ProjectStore implements KvEngine {
   readonly projectId: string
   readonly #data: Map<string, KvRecord>
   #persistence: Persistence
@@ -90,15 +91,19 @@ export class ProjectStore implements StoreEngine {
   #seq = 0
   #running: Promise<void> | null = null
   readonly #limits: StoreLimits
+  readonly #persistenceFor: PersistenceFactory | null
+  /** The keys in order, built on the first ordered listing and kept up to date after it. */
+  #index: KeyIndex | null = null
   /** Keys and value bytes of the latest state (memory with pending changes), for the limits. */
   #keys = 0
   #bytes = 0
 
-  constructor (projectId: string, data: Map<string, KvRecord>, persistence: Persistence, limits: StoreLimits = NO_LIMITS) {
+  constructor (projectId: string, data: Map<string, KvRecord>, persistence: Persistence, limits: StoreLimits = NO_LIMITS, persistenceFor: PersistenceFactory | null = null) {
     this.projectId = projectId
     this.#data = data
     this.#persistence = persistence
     this.#limits = limits
+    this.#persistenceFor = persistenceFor
     this.#recount()
   }
 
@@ -115,7 +120,7 @@ export class ProjectStore implements StoreEngine {
     return this.#persistence.bytesOnDisk
   }
 
-  get onDisk (): boolean {
+  get persistent (): boolean {
     return this.#persistence !== memoryOnly
   }
 
@@ -123,12 +128,45 @@ export class ProjectStore implements StoreEngine {
     return this.#persistence
   }
 
-  get (key: string): KvRecord | undefined {
+  usage (): StoreUsage {
+    return { keys: this.#data.size, valueBytes: this.#bytes, bytesOnDisk: this.#persistence.bytesOnDisk }
+  }
+
+  /** The durable state, read-only: what the persistence compacts from, and what local tests inspect. */
+  get view (): ReadonlyMap<string, KvRecord> {
+    return this.#data
+  }
+
+  /** Synchronous read for the local fast path; the seam's `get` wraps it. */
+  peek (key: string): KvRecord | undefined {
     return this.#data.get(key)
   }
 
-  list (): IterableIterator<[string, KvRecord]> {
-    return this.#data.entries()
+  async get (key: string): Promise<KvRecord | undefined> {
+    return this.#data.get(key)
+  }
+
+  async entries (): Promise<Array<[string, KvRecord]>> {
+    return [...this.#data.entries()]
+  }
+
+  async list ({ prefix = '', after, limit }: ListOptions): Promise<ListPage> {
+    const index = this.#orderedKeys()
+    const start = after !== undefined && compareKeys(after, prefix) >= 0 ? index.nextHigherKey(after) : prefix
+    const entries: Array<[string, KvRecord]> = []
+    if (start === undefined) return { entries, more: false }
+    for (const [key] of index.entries(start)) {
+      if (!key.startsWith(prefix)) break
+      if (entries.length === limit) return { entries, more: true }
+      entries.push([key, this.#data.get(key) as KvRecord])
+    }
+    return { entries, more: false }
+  }
+
+  async setPersistent (persistent: boolean): Promise<void> {
+    if (persistent === this.persistent) return
+    if (this.#persistenceFor === null) throw new Error(`store of project '${this.projectId}' cannot change its persistence`)
+    await this.setPersistence(await this.#persistenceFor(persistent))
   }
 
   async set (key: string, value: JsonValue): Promise<KvRecord> {
@@ -154,13 +192,13 @@ export class ProjectStore implements StoreEngine {
   /** Switch between memory-only and on-disk, after the writes in flight and before any later one. */
   async setPersistence (next: Persistence): Promise<void> {
     await this.#exclusive(async () => {
-      if (this.#closed) throw new KvError(404, `Project with id '${this.projectId}' not found`)
+      if (this.#closed) throw projectNotFound(this.projectId)
       if (next === this.#persistence) return
       try {
         await next.writeAll(this.#data)
       } catch (err) {
         await next.remove().catch(() => {})
-        throw new KvError(507, `Could not write the store of project '${this.projectId}' to disk`, undefined, err)
+        throw this.#unwritable(err)
       }
       const previous = this.#persistence
       this.#persistence = next
@@ -181,6 +219,7 @@ export class ProjectStore implements StoreEngine {
     await this.#exclusive(async () => {
       this.#closed = true
       this.#data.clear()
+      this.#index = null
       this.#recount()
       await this.#persistence.remove()
     })
@@ -199,16 +238,16 @@ export class ProjectStore implements StoreEngine {
    */
   async #write<R> (decide: () => Promise<R>): Promise<R> {
     while (this.#mutex.isLocked()) await this.#mutex.waitForUnlock()
-    if (this.#closed) throw new KvError(404, `Project with id '${this.projectId}' not found`)
+    if (this.#closed) throw projectNotFound(this.projectId)
     return await decide()
   }
 
   #checkLimits (record: KvRecord, previous: KvRecord | undefined): void {
     const { maxValueBytes, maxKeys, maxBytes } = this.#limits
-    if (record.size_bytes > maxValueBytes) throw new KvError(413, `Value is larger than the maximum of ${maxValueBytes} bytes`)
-    if (previous === undefined && this.#keys >= maxKeys) throw new KvError(413, `Project '${this.projectId}' already holds the maximum of ${maxKeys} keys`)
+    if (record.size_bytes > maxValueBytes) throw new LimitExceededError(`Value is larger than the maximum of ${maxValueBytes} bytes`)
+    if (previous === undefined && this.#keys >= maxKeys) throw new LimitExceededError(`Project '${this.projectId}' already holds the maximum of ${maxKeys} keys`)
     if (this.#bytes - (previous?.size_bytes ?? 0) + record.size_bytes > maxBytes) {
-      throw new KvError(413, `Project '${this.projectId}' would exceed its maximum of ${maxBytes} bytes of values`)
+      throw new LimitExceededError(`Project '${this.projectId}' would exceed its maximum of ${maxBytes} bytes of values`)
     }
   }
 
@@ -251,7 +290,7 @@ export class ProjectStore implements StoreEngine {
     this.#count(change)
     // Nothing to make durable and nothing queued ahead: apply at once, skipping the batch turn.
     if (this.#persistence === memoryOnly && this.#running === null) {
-      applyChange(this.#data, change)
+      this.#apply(change)
       return Promise.resolve()
     }
     const seq = ++this.#seq
@@ -283,12 +322,12 @@ export class ProjectStore implements StoreEngine {
         this.#overlay.clear()
         this.#clearSeq = 0
         this.#recount()
-        const error = new KvError(507, `Could not write the store of project '${this.projectId}' to disk`, undefined, err)
+        const error = this.#unwritable(err)
         for (const p of failed) p.reject(error)
         continue
       }
       for (const p of batch) {
-        applyChange(this.#data, p.change)
+        this.#apply(p.change)
         if (p.change.op === 'clear') {
           if (this.#clearSeq === p.seq) this.#clearSeq = 0
         } else if (this.#overlay.get(p.change.key)?.seq === p.seq) {
@@ -299,6 +338,27 @@ export class ProjectStore implements StoreEngine {
       for (const p of batch) p.resolve()
     }
     this.#running = null
+  }
+
+  #apply (change: Change): void {
+    applyChange(this.#data, change)
+    const index = this.#index
+    if (index === null) return
+    if (change.op === 'set') index.set(change.key, undefined)
+    else if (change.op === 'delete') index.delete(change.key)
+    else index.clear()
+  }
+
+  #orderedKeys (): KeyIndex {
+    if (this.#index === null) {
+      const keys = [...this.#data.keys()].sort(compareKeys)
+      this.#index = new BTree<string, undefined>(keys.map(k => [k, undefined]), compareKeys)
+    }
+    return this.#index
+  }
+
+  #unwritable (err: unknown): StorageUnavailableError {
+    return new StorageUnavailableError(`Could not write the store of project '${this.projectId}' to disk`, err)
   }
 
   async #exclusive (fn: () => Promise<void>): Promise<void> {

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ConfigStore, configError, defaultConfig, resolveConfigPath } from '../../lib/config.js'
 import { ConfigError } from '../../lib/errors.js'
-import { configJsonSchema } from '../../lib/openapi.js'
+import { configJsonSchema } from '../../schemas/json-schema.js'
 import { build, tempDir, testConfig } from '../helper.js'
 
 t.test('a missing config file is created with the defaults, mode 0600', async t => {

@@ -18,7 +18,7 @@ async function openStore (dir: string, options: Partial<JournalOptions> = {}): P
 }
 
 function values (store: ProjectStore): Record<string, JsonValue> {
-  return Object.fromEntries([...store.list()].map(([k, r]) => [k, r.value]))
+  return Object.fromEntries([...store.view].map(([k, r]) => [k, r.value]))
 }
 
 function journalLines (dir: string): unknown[] {
@@ -95,9 +95,9 @@ t.test('each change is one JSON line in the journal; a clean close folds them in
   await store.close()
   t.notOk(existsSync(journalFileName(dir, ID)), 'the journal is gone after a clean close')
   const text = readFileSync(storeFileName(dir, ID), 'utf8')
-  t.equal(text, snapshotText([['z', store.get('z') as KvRecord]]), 'the store file is in Simple-PyKV format')
+  t.equal(text, snapshotText([['z', store.peek('z') as KvRecord]]), 'the store file is in Simple-PyKV format')
   t.same(Object.keys(JSON.parse(text)), ['z'])
-  await t.rejects(store.set('x', 1), { name: 'KvError', statusCode: 404 }, 'a closed store takes no writes')
+  await t.rejects(store.set('x', 1), { name: 'NotFoundError', kind: 'not_found' }, 'a closed store takes no writes')
 
   const again = await openStore(dir)
   t.same(values(again.store), { z: 'last' })
@@ -121,11 +121,11 @@ t.test('writes that arrive together share one write and one fsync (group commit)
   const rest = Array.from({ length: 50 }, async (_, i) => await store.set('x', i + 1))
   await Promise.all([first, ...rest])
   t.equal(disk.counts.syncs, 3, 'the 50 writes queued behind the first shared one fsync')
-  t.equal(store.get('x')?.value, 50, 'the last submitted write to a key wins')
+  t.equal(store.peek('x')?.value, 50, 'the last submitted write to a key wins')
   await store.close()
   const again = await openStore(dir)
   t.equal(again.store.size, 201)
-  t.equal(again.store.get('x')?.value, 50)
+  t.equal(again.store.peek('x')?.value, 50)
   await again.store.close()
 })
 
@@ -134,10 +134,10 @@ t.test('memory changes only once the batch is durable', async t => {
   const { store } = await openStore(dir)
   await store.set('k', 'old')
   const write = store.set('k', 'new')
-  t.equal(store.get('k')?.value, 'old', 'a read before the fsync sees the old value')
+  t.equal(store.peek('k')?.value, 'old', 'a read before the fsync sees the old value')
   const record = await write
-  t.equal(store.get('k')?.value, 'new')
-  t.equal(record.created_at, store.get('k')?.created_at)
+  t.equal(store.peek('k')?.value, 'new')
+  t.equal(record.created_at, store.peek('k')?.created_at)
   await store.close()
 })
 
@@ -229,13 +229,13 @@ t.test('a partial write then ENOSPC fails the batch: memory and file as before, 
   const before = readFileSync(journalFileName(dir, ID), 'utf8')
   disk.fault.write = true
   const results = await Promise.allSettled([store.set('k', 'v2'), store.set('n', 'new'), store.delete('k')])
-  for (const r of results) t.match(r, { status: 'rejected', reason: { name: 'KvError', statusCode: 507, message: "Could not write the store of project 'p' to disk" } })
-  t.equal(store.get('k')?.value, 'v1', 'memory unchanged')
-  t.equal(store.get('n'), undefined)
+  for (const r of results) t.match(r, { status: 'rejected', reason: { name: 'StorageUnavailableError', kind: 'storage_unavailable', message: "Could not write the store of project 'p' to disk" } })
+  t.equal(store.peek('k')?.value, 'v1', 'memory unchanged')
+  t.equal(store.peek('n'), undefined)
   t.equal(readFileSync(journalFileName(dir, ID), 'utf8'), before, 'the half-written batch was cut off')
   disk.fault.write = false
   await store.set('k', 'v3')
-  t.equal(store.get('k')?.value, 'v3')
+  t.equal(store.peek('k')?.value, 'v3')
   const check = await readStoreFiles(dir, ID)
   t.same(check.warnings, [])
   t.same(Object.fromEntries([...check.data].map(([k, r]) => [k, r.value])), { k: 'v3' })
@@ -248,8 +248,8 @@ t.test('a failed fsync fails the batch and its lines are cut off', async t => {
   const { store } = await openStore(dir, { openJournal: disk.openJournal })
   await store.set('a', 1)
   disk.fault.sync = true
-  await t.rejects(store.set('b', 2), { name: 'KvError', statusCode: 507 })
-  t.equal(store.get('b'), undefined)
+  await t.rejects(store.set('b', 2), { name: 'StorageUnavailableError', kind: 'storage_unavailable' })
+  t.equal(store.peek('b'), undefined)
   t.equal(journalLines(dir).length, 1)
   disk.fault.sync = false
   await store.set('c', 3)
@@ -262,7 +262,7 @@ t.test('a real ENOSPC from the kernel: the journal is /dev/full', { skip: exists
   const dir = t.testdir()
   const { store } = await openStore(dir)
   symlinkSync('/dev/full', journalFileName(dir, ID))
-  await t.rejects(store.set('a', 1), { name: 'KvError', statusCode: 507 })
+  await t.rejects(store.set('a', 1), { name: 'StorageUnavailableError', kind: 'storage_unavailable' })
   t.equal(store.size, 0)
   unlinkSync(journalFileName(dir, ID))
   await store.set('a', 2)
@@ -277,8 +277,8 @@ t.test('the journal path is a directory: 507, reads keep working, and writes wor
   await first.store.close()
   const { store } = await openStore(dir)
   mkdirSync(journalFileName(dir, ID))
-  await t.rejects(store.set('new', 1), { name: 'KvError', statusCode: 507 })
-  await t.rejects(store.clear(), { name: 'KvError', statusCode: 507 })
+  await t.rejects(store.set('new', 1), { name: 'StorageUnavailableError', kind: 'storage_unavailable' })
+  await t.rejects(store.clear(), { name: 'StorageUnavailableError', kind: 'storage_unavailable' })
   t.same(values(store), { keep: 'me' }, 'reads keep working, memory unchanged')
   rmSync(journalFileName(dir, ID), { recursive: true })
   await store.set('new', 2)
@@ -296,7 +296,7 @@ t.test('the storage folder replaced by a file, then by an empty folder: the engi
   const again = await openStore(dir)
   rmSync(dir, { recursive: true })
   writeFileSync(dir, 'not a folder')
-  await t.rejects(again.store.set('c', 'C'), { name: 'KvError', statusCode: 507 })
+  await t.rejects(again.store.set('c', 'C'), { name: 'StorageUnavailableError', kind: 'storage_unavailable' })
   t.same(values(again.store), { a: 'A', b: 'B' })
   unlinkSync(dir)
   mkdirSync(dir)
@@ -352,7 +352,7 @@ t.test('a read-only folder: writes get 507, reads keep working, and writes work 
   makeReadOnly(true)
   const { store } = await openStore(dir)
   t.same(values(store), { a: 'A' }, 'a read-only folder can still be loaded')
-  await t.rejects(store.set('b', 'B'), { name: 'KvError', statusCode: 507 })
+  await t.rejects(store.set('b', 'B'), { name: 'StorageUnavailableError', kind: 'storage_unavailable' })
   t.same(values(store), { a: 'A' })
   makeReadOnly(false)
   await store.set('b', 'B')
@@ -406,7 +406,7 @@ t.test('compaction under concurrent writes loses nothing, keeps the journal boun
     // Reads are served from memory while the snapshot is written.
     for (const [key, value] of expected) {
       reads++
-      if (store.get(key)?.value !== value) t.fail(`read of ${key} during compaction`)
+      if (store.peek(key)?.value !== value) t.fail(`read of ${key} during compaction`)
     }
   }
   t.ok(compactions > 0, `compaction ran while writes went on (${compactions} waves saw it)`)
@@ -558,13 +558,13 @@ t.test('destroy while writes and a compaction are in flight leaves no files', as
   writeFileSync(join(dir, 'other_store.json'), '{}\n')
   const { store, journal } = await openStore(dir, { maxBytes: 1024 })
   for (let i = 0; i < 20; i++) await store.set(`k${i}`, 'x'.repeat(100))
-  const writes = Array.from({ length: 100 }, async (_, i) => await store.set(`n${i}`, i).then(() => 'ok', (e: { statusCode?: number }) => e.statusCode))
+  const writes = Array.from({ length: 100 }, async (_, i) => await store.set(`n${i}`, i).then(() => 'ok', (e: { kind?: string }) => e.kind))
   const destroyed = store.destroy()
-  const late = store.set('late', 1).then(() => 'ok', (e: { statusCode?: number }) => e.statusCode)
+  const late = store.set('late', 1).then(() => 'ok', (e: { kind?: string }) => e.kind)
   await destroyed
   const outcomes = await Promise.all(writes)
   t.ok(outcomes.every(o => o === 'ok'), 'writes already submitted finish before the files go')
-  t.equal(await late, 404, 'a write after the delete finds no project')
+  t.equal(await late, 'not_found', 'a write after the delete finds no project')
   t.equal(journal.compacting, false)
   t.same(readdirSync(dir), ['other_store.json'], 'only another project\'s file remains')
   const fresh = await openStore(dir)
@@ -614,8 +614,8 @@ t.test('a journal longer than one read: every line applied, and problems named b
   writeFileSync(file, text + '{"op":"set","key":"torn","rec')
   const { store, warnings } = await openStore(dir)
   t.equal(store.size, 4999)
-  t.equal(store.get('k4999')?.value, `v19999 ${'x'.repeat(100)}`)
-  t.equal(store.get('k1'), undefined)
+  t.equal(store.peek('k4999')?.value, `v19999 ${'x'.repeat(100)}`)
+  t.equal(store.peek('k1'), undefined)
   t.match(warnings, [/line 20002: dropped a torn last line \(29 bytes\)/])
   await store.close()
 
@@ -635,14 +635,14 @@ t.test('a store file in another layout (Simple-PyKV\'s indented file) is rewritt
   const py = { greeting: { value: 'hello', created_at: 1764992680, updated_at: 1765075342, size_bytes: 5 }, n: { value: 7, created_at: 1, updated_at: 2, size_bytes: 1 } }
   writeFileSync(snapshot, JSON.stringify(py, null, 2))
   const first = await openStore(dir)
-  t.equal(first.store.get('greeting')?.value, 'hello')
+  t.equal(first.store.peek('greeting')?.value, 'hello')
   await first.store.close()
   const text = readFileSync(snapshot, 'utf8')
-  t.equal(text, snapshotText([['greeting', first.store.get('greeting') as KvRecord], ['n', first.store.get('n') as KvRecord]]), 'now one record per line')
+  t.equal(text, snapshotText([['greeting', first.store.peek('greeting') as KvRecord], ['n', first.store.peek('n') as KvRecord]]), 'now one record per line')
   const { ino } = statSync(snapshot)
   const second = await openStore(dir)
   t.same(values(second.store), { greeting: 'hello', n: 7 })
-  t.equal(second.store.get('greeting')?.type, 'string')
+  t.equal(second.store.peek('greeting')?.type, 'string')
   await second.store.close()
   t.equal(statSync(snapshot).ino, ino, 'a file already in our layout is not rewritten by a close without writes')
   t.equal(readFileSync(snapshot, 'utf8'), text)

@@ -46,7 +46,7 @@ class GatedPersistence implements Persistence {
 }
 
 async function outcome (p: Promise<unknown>): Promise<unknown> {
-  return await p.then(v => ({ ok: v }), (e: { statusCode?: number }) => ({ status: e.statusCode }))
+  return await p.then(v => ({ ok: v }), (e: { kind?: string }) => ({ failure: e.kind }))
 }
 
 t.test('writes queued behind a batch build on it, and reach memory only when their own batch is durable', async t => {
@@ -57,10 +57,10 @@ t.test('writes queued behind a batch build on it, and reach memory only when the
   const second = store.set('k', 2)
   const gone = store.delete('k')
   const third = store.set('k', 3)
-  t.equal(store.get('k'), undefined, 'nothing is visible before the disk answered')
+  t.equal(store.peek('k'), undefined, 'nothing is visible before the disk answered')
   await disk.pass()
   const r1 = await first
-  t.equal(store.get('k')?.value, 1)
+  t.equal(store.peek('k')?.value, 1)
   t.same(disk.batches[1].map(c => c.op), ['set', 'delete', 'set'], 'the three queued writes went as one batch')
   await disk.pass()
   t.equal(await gone, true, 'the delete saw the key a queued write had set')
@@ -68,7 +68,7 @@ t.test('writes queued behind a batch build on it, and reach memory only when the
   const r3 = await third
   t.equal(r2.created_at, r1.created_at, 'created_at carried across queued writes')
   t.equal(r3.value, 3)
-  t.equal(store.get('k')?.value, 3)
+  t.equal(store.peek('k')?.value, 3)
 })
 
 t.test('a failed batch fails every write queued behind it; memory stays; the store goes on', async t => {
@@ -78,9 +78,9 @@ t.test('a failed batch fails every write queued behind it; memory stays; the sto
   await disk.waiting()
   const behind = [outcome(store.delete('a')), outcome(store.clear()), outcome(store.set('c', 1))]
   await disk.fail()
-  t.same(await doomed, { status: 507 })
-  t.same(await Promise.all(behind), [{ status: 507 }, { status: 507 }, { status: 507 }])
-  t.same([...store.list()].map(([k]) => k), ['a'], 'memory as before')
+  t.same(await doomed, { failure: 'storage_unavailable' })
+  t.same(await Promise.all(behind), [{ failure: 'storage_unavailable' }, { failure: 'storage_unavailable' }, { failure: 'storage_unavailable' }])
+  t.same([...store.view].map(([k]) => k), ['a'], 'memory as before')
   t.equal(disk.batches.length, 1, 'the writes behind the failed batch never reached the disk')
   const next = store.delete('a')
   await disk.pass()
@@ -99,7 +99,7 @@ t.test('clear then set in one batch leaves only the set', async t => {
   await Promise.all([set, clear, setB])
   t.equal(await deleteA, false, 'a was cleared before the delete was decided')
   t.same(disk.batches[0].map(c => c.op), ['set', 'clear', 'set'])
-  t.same([...store.list()].map(([k, r]) => [k, r.value]), [['b', 2]])
+  t.same([...store.view].map(([k, r]) => [k, r.value]), [['b', 2]])
 })
 
 t.test('switching persistence waits for writes in flight; writes during the switch go to the new one', async t => {
@@ -117,20 +117,20 @@ t.test('switching persistence waits for writes in flight; writes during the swit
   t.equal(before.removed, 1, 'the old persistence removed its files')
   await after.pass()
   await during
-  t.same(after.batches, [[{ op: 'set', key: 'b', record: store.get('b') }]])
-  t.equal(store.onDisk, true)
+  t.same(after.batches, [[{ op: 'set', key: 'b', record: store.peek('b') }]])
+  t.equal(store.persistent, true)
   await store.setPersistence(memoryOnly)
-  t.equal(store.onDisk, false)
+  t.equal(store.persistent, false)
   t.equal(after.removed, 1)
   await store.set('c', 3)
-  t.equal(store.get('c')?.value, 3)
+  t.equal(store.peek('c')?.value, 3)
   t.equal(store.bytesOnDisk, 0)
 })
 
 t.test('a persistence that cannot take the store over: 507, the store keeps the old one', async t => {
   const store = new ProjectStore('p', new Map(), memoryOnly)
   const broken: Persistence = { ...memoryOnly, writeAll: async () => { throw new Error('read-only') } }
-  await t.rejects(store.setPersistence(broken), { name: 'KvError', statusCode: 507 })
+  await t.rejects(store.setPersistence(broken), { name: 'StorageUnavailableError', kind: 'storage_unavailable' })
   t.equal(store.persistence, memoryOnly)
 })
 
@@ -145,10 +145,10 @@ t.test('close and destroy wait for writes in flight; later writes find no projec
   await write
   await closing
   t.equal(disk.flushed, 1)
-  t.same(await late, { status: 404 })
+  t.same(await late, { failure: 'not_found' })
   await store.close()
   t.equal(disk.flushed, 1, 'closing twice flushes once')
-  await t.rejects(store.setPersistence(memoryOnly), { name: 'KvError', statusCode: 404 })
+  await t.rejects(store.setPersistence(memoryOnly), { name: 'NotFoundError', kind: 'not_found' })
   await store.destroy()
   t.equal(disk.removed, 1)
   t.equal(store.size, 0)

@@ -134,7 +134,7 @@ t.test('start-up: a corrupt journal stops it naming file and line; a torn tail i
   const { registry, warnings } = await Registry.open(config)
   t.equal(warnings.length, 1)
   t.match(warnings[0], /line 2: dropped a torn last line/)
-  t.equal(registry.project('p1')?.store.get('a')?.value, 'A')
+  t.equal((await registry.project('p1')?.store.get('a'))?.value, 'A')
   await registry.close()
   t.same(readdirSync(storage), ['p1_store.json'])
 })

@@ -1,0 +1,28 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
+
+export const JSON_TYPES = ['string', 'number', 'boolean', 'null', 'object', 'array'] as const
+
+export const JsonTypeSchema = Type.Union(JSON_TYPES.map(t => Type.Literal(t)), { description: 'JSON type of the value.' })
+export type JsonType = Static<typeof JsonTypeSchema>
+
+/**
+ * A stored value with its metadata: the one definition of a record. Engines,
+ * store files and responses all carry this shape; `version` and `expires_at`
+ * are present once the engine tracks revisions and expiry.
+ */
+export const RecordSchema = Type.Object({
+  value: Type.Unsafe<JsonValue>(Type.Unknown({ description: 'The stored JSON value: string, number, boolean, null, object or array.' })),
+  created_at: Type.Integer({ description: 'When the key was first set, epoch seconds.' }),
+  updated_at: Type.Integer({ description: 'When the key was last set, epoch seconds.' }),
+  size_bytes: Type.Integer({ description: 'UTF-8 bytes of the string, or of the compact JSON of any other value.' }),
+  type: JsonTypeSchema,
+  version: Type.Optional(Type.Integer({ minimum: 1, description: 'Project revision of the write that produced this value.' })),
+  expires_at: Type.Optional(Type.Union([Type.Integer(), Type.Null()], { description: 'When the key expires, epoch milliseconds; null or absent: never.' }))
+}, { description: 'A stored value with its metadata.' })
+
+export type KvRecord = Static<typeof RecordSchema>
+
+/** The record's fields in the order files and responses write them. */
+export const RECORD_FIELDS = Object.keys(RecordSchema.properties) as Array<keyof KvRecord>
