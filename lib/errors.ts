@@ -19,7 +19,7 @@ export class KvError extends Error {
 
   constructor (kind: FailureKind, message: string, options: { cause?: unknown, retryAfterSeconds?: number } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
-    this.name = 'KvError'
+    this.name = new.target.name
     this.kind = kind
     this.retryAfterSeconds = options.retryAfterSeconds
   }
@@ -29,7 +29,6 @@ export class KvError extends Error {
 export class InvalidInputError extends KvError {
   constructor (message: string) {
     super('invalid', message)
-    this.name = 'InvalidInputError'
   }
 }
 
@@ -37,7 +36,6 @@ export class InvalidInputError extends KvError {
 export class ForbiddenError extends KvError {
   constructor (message: string) {
     super('forbidden', message)
-    this.name = 'ForbiddenError'
   }
 }
 
@@ -45,7 +43,6 @@ export class ForbiddenError extends KvError {
 export class NotFoundError extends KvError {
   constructor (message: string) {
     super('not_found', message)
-    this.name = 'NotFoundError'
   }
 }
 
@@ -53,7 +50,6 @@ export class NotFoundError extends KvError {
 export class ConflictError extends KvError {
   constructor (message: string) {
     super('conflict', message)
-    this.name = 'ConflictError'
   }
 }
 
@@ -61,7 +57,6 @@ export class ConflictError extends KvError {
 export class LimitExceededError extends KvError {
   constructor (message: string) {
     super('limit_exceeded', message)
-    this.name = 'LimitExceededError'
   }
 }
 
@@ -69,7 +64,6 @@ export class LimitExceededError extends KvError {
 export class BusyError extends KvError {
   constructor (message: string, retryAfterSeconds = 1) {
     super('busy', message, { retryAfterSeconds })
-    this.name = 'BusyError'
   }
 }
 
@@ -77,7 +71,6 @@ export class BusyError extends KvError {
 export class StorageUnavailableError extends KvError {
   constructor (message: string, cause?: unknown) {
     super('storage_unavailable', message, { cause })
-    this.name = 'StorageUnavailableError'
   }
 }
 
