@@ -5,8 +5,9 @@ import {
   defaultProject, isValidProjectId, mergeAuthentication, type AuthenticationConfig, type ConfigStore, type ProjectConfig
 } from './config.js'
 import { KvError } from './errors.js'
-import { Journal, type JournalOptions } from './engines/journal.js'
-import { ProjectStore, memoryOnly, type Persistence, type StoreLimits } from './engines/project-store.js'
+import { memoryOnly, type Persistence } from './engines/local/changes.js'
+import { Journal, type JournalOptions } from './engines/local/journal.js'
+import { ProjectStore, type StoreLimits } from './engines/project-store.js'
 import { newKeyFields, ScopeAuth } from './keys.js'
 import { DirLock } from './lock.js'
 import type { SystemInfo } from './sysinfo.js'

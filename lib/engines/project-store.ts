@@ -2,45 +2,7 @@ import { Mutex } from 'async-mutex'
 import { KvError } from '../errors.js'
 import { makeRecord, type JsonValue, type KvRecord } from '../record.js'
 import type { StoreEngine } from '../store.js'
-
-export type Change =
-  | { op: 'set', key: string, record: KvRecord }
-  | { op: 'delete', key: string }
-  | { op: 'clear' }
-
-export function applyChange (data: Map<string, KvRecord>, change: Change): void {
-  if (change.op === 'set') data.set(change.key, change.record)
-  else if (change.op === 'delete') data.delete(change.key)
-  else data.clear()
-}
-
-/** How a store's changes reach the disk (or not). */
-export interface Persistence {
-  readonly bytesOnDisk: number
-  /**
-   * Make a batch of changes durable, in order, as the durability policy
-   * promises; `data` is the state before the batch. All or nothing: when it
-   * throws, none of the changes counts.
-   */
-  append: (changes: readonly Change[], data: ReadonlyMap<string, KvRecord>) => Promise<void>
-  /** Told after a batch reached memory; a chance to compact from `data`. */
-  applied: (data: ReadonlyMap<string, KvRecord>) => void
-  /** Take over a whole store (a project switching to this persistence). */
-  writeAll: (data: ReadonlyMap<string, KvRecord>) => Promise<void>
-  /** Clean close: leave `data` on disk in its final form. */
-  flush: (data: ReadonlyMap<string, KvRecord>) => Promise<void>
-  /** Remove every file this persistence keeps. */
-  remove: () => Promise<void>
-}
-
-export const memoryOnly: Persistence = {
-  bytesOnDisk: 0,
-  append: async () => {},
-  applied: () => {},
-  writeAll: async () => {},
-  flush: async () => {},
-  remove: async () => {}
-}
+import { applyChange, memoryOnly, type Change, type Persistence } from './local/changes.js'
 
 /** Bounds on what one store may hold; a write past one is refused with 413 and changes nothing. */
 export interface StoreLimits {
@@ -99,6 +61,7 @@ export class ProjectStore implements StoreEngine {
     this.#data = data
     this.#persistence = persistence
     this.#limits = limits
+    persistence.attach(data)
     this.#recount()
   }
 
@@ -157,7 +120,8 @@ export class ProjectStore implements StoreEngine {
       if (this.#closed) throw new KvError(404, `Project with id '${this.projectId}' not found`)
       if (next === this.#persistence) return
       try {
-        await next.writeAll(this.#data)
+        next.attach(this.#data)
+        await next.writeAll()
       } catch (err) {
         await next.remove().catch(() => {})
         throw new KvError(507, `Could not write the store of project '${this.projectId}' to disk`, undefined, err)
@@ -173,7 +137,7 @@ export class ProjectStore implements StoreEngine {
     await this.#exclusive(async () => {
       if (this.#closed) return
       this.#closed = true
-      await this.#persistence.flush(this.#data)
+      await this.#persistence.flush()
     })
   }
 
@@ -275,7 +239,7 @@ export class ProjectStore implements StoreEngine {
       const batch = this.#queue
       this.#queue = []
       try {
-        await this.#persistence.append(batch.map(p => p.change), this.#data)
+        await this.#persistence.append(batch.map(p => p.change))
       } catch (err) {
         // Writes queued behind the batch were decided on top of it: they fail with it.
         const failed = [...batch, ...this.#queue]
@@ -295,7 +259,7 @@ export class ProjectStore implements StoreEngine {
           this.#overlay.delete(p.change.key)
         }
       }
-      this.#persistence.applied(this.#data)
+      this.#persistence.applied()
       for (const p of batch) p.resolve()
     }
     this.#running = null

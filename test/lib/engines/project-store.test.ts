@@ -1,5 +1,6 @@
 import t from 'tap'
-import { ProjectStore, memoryOnly, type Change, type Persistence } from '../../../lib/engines/project-store.js'
+import { memoryOnly, type Change, type Persistence, type StoreView } from '../../../lib/engines/local/changes.js'
+import { ProjectStore } from '../../../lib/engines/project-store.js'
 import type { KvRecord } from '../../../lib/record.js'
 
 /**
@@ -14,6 +15,9 @@ class GatedPersistence implements Persistence {
   removed = 0
   flushed = 0
   #gates: Array<{ resolve: () => void, reject: (e: Error) => void }> = []
+  #view: StoreView = new Map()
+
+  attach (view: StoreView): void { this.#view = view }
 
   async append (changes: readonly Change[]): Promise<void> {
     this.batches.push([...changes])
@@ -22,8 +26,8 @@ class GatedPersistence implements Persistence {
 
   applied (): void {}
 
-  async writeAll (data: ReadonlyMap<string, KvRecord>): Promise<void> {
-    this.wrote.push(new Map(data))
+  async writeAll (): Promise<void> {
+    this.wrote.push(new Map(this.#view))
   }
 
   async flush (): Promise<void> { this.flushed++ }

@@ -4,7 +4,7 @@ import { isDeepStrictEqual } from 'node:util'
 import fc from 'fast-check'
 import t from 'tap'
 import { StorageError } from '../../../lib/errors.js'
-import { entriesCopy, readSnapshot, snapshotText, writeSnapshotAtomic } from '../../../lib/engines/snapshot-file.js'
+import { entriesCopy, readSnapshot, snapshotText, writeSnapshotAtomic } from '../../../lib/engines/local/snapshot-file.js'
 import { makeRecord, recordFromFile, type JsonValue, type KvRecord } from '../../../lib/record.js'
 
 const AT = 1764992680
