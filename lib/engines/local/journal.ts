@@ -108,8 +108,8 @@ export class Journal implements Persistence {
   }
 
   applied (): void {
-    if (this.#closed) return
-    this.#compaction.maybeStart(this.#view, () => !this.#closed && !this.#stale)
+    if (this.#closed || this.#attached === null) return
+    this.#compaction.maybeStart(this.#attached, () => !this.#closed && !this.#stale)
   }
 
   async writeAll (): Promise<void> {

@@ -681,3 +681,17 @@ t.test('records carrying version and expires_at keep them through replay, a comp
   t.equal(again.store.size, 23)
   await again.store.close()
 })
+
+t.test('a journal with no store attached refuses to write a whole store rather than write an empty one', async t => {
+  const dir = t.testdir()
+  writeFileSync(storeFileName(dir, ID), snapshotText([['a', rec('A')]]))
+  writeFileSync(journalFileName(dir, ID), line({ op: 'set', key: 'b', record: rec('B') }))
+  const opened = await Journal.open(dir, ID, { durability: 'always', maxBytes: 1 << 20 })
+  const before = readFileSync(storeFileName(dir, ID), 'utf8')
+  await t.rejects(opened.persistence.writeAll(), { message: `The journal of project '${ID}' has no store attached` })
+  await t.rejects(opened.persistence.flush(), { message: `The journal of project '${ID}' has no store attached` })
+  t.equal(readFileSync(storeFileName(dir, ID), 'utf8'), before, 'the snapshot is untouched')
+  t.ok(existsSync(journalFileName(dir, ID)), 'and so is the journal')
+  opened.persistence.applied()
+  t.equal(opened.persistence.compacting, false, 'and starts no compaction')
+})
