@@ -39,5 +39,9 @@ export function recordFromFile (raw: unknown, now = nowSeconds()): KvRecord | nu
   const value = r.value as JsonValue
   const created = typeof r.created_at === 'number' && Number.isFinite(r.created_at) ? Math.floor(r.created_at) : now
   const updated = typeof r.updated_at === 'number' && Number.isFinite(r.updated_at) ? Math.floor(r.updated_at) : created
-  return { value, created_at: created, updated_at: updated, size_bytes: sizeBytes(value), type: jsonType(value) }
+  const record: KvRecord = { value, created_at: created, updated_at: updated, size_bytes: sizeBytes(value), type: jsonType(value) }
+  // Fields a newer writer adds: kept when well-formed, else ignored as unknown fields are.
+  if (Number.isSafeInteger(r.version)) record.version = r.version as number
+  if (r.expires_at === null || Number.isSafeInteger(r.expires_at)) record.expires_at = r.expires_at as number | null
+  return record
 }

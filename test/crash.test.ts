@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import { readStoreFiles } from '../lib/engines/journal.js'
+import { readStoreFiles } from '../lib/engines/local/recovery.js'
 import { compiledServer } from './compiled.js'
 import { PROJECT_KEY, testConfig } from './helper.js'
 

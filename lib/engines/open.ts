@@ -1,5 +1,5 @@
 import type { EffectiveSettings } from '../config.js'
-import { LocalBackend } from './local-backend.js'
+import { LocalBackend } from './local/backend.js'
 import type { StorageBackend, StorageEvents } from './types.js'
 
 /** The one place that chooses the storage engine from the settings. */

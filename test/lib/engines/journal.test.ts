@@ -5,19 +5,21 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { StorageError } from '../../../lib/errors.js'
-import { Journal, journalFileName, readStoreFiles, type JournalOptions } from '../../../lib/engines/journal.js'
-import { ProjectStore } from '../../../lib/engines/project-store.js'
-import { snapshotText, storeFileName, writeSnapshotAtomic } from '../../../lib/engines/snapshot-file.js'
+import { journalFileName, storeFileName } from '../../../lib/engines/local/files.js'
+import { Journal, type JournalOptions } from '../../../lib/engines/local/journal.js'
+import { readStoreFiles } from '../../../lib/engines/local/recovery.js'
+import { snapshotText, writeSnapshotAtomic } from '../../../lib/engines/local/snapshot-file.js'
+import { LocalEngine } from '../../../lib/engines/local/engine.js'
 import type { JsonValue, KvRecord } from '../../../lib/record.js'
 
 const ID = 'p'
 
-async function openStore (dir: string, options: Partial<JournalOptions> = {}): Promise<{ store: ProjectStore, journal: Journal, warnings: string[] }> {
+async function openStore (dir: string, options: Partial<JournalOptions> = {}): Promise<{ store: LocalEngine, journal: Journal, warnings: string[] }> {
   const opened = await Journal.open(dir, ID, { durability: 'always', maxBytes: 1 << 20, ...options })
-  return { store: new ProjectStore(ID, opened.data, opened.persistence), journal: opened.persistence, warnings: opened.warnings }
+  return { store: new LocalEngine(ID, opened.data, opened.persistence), journal: opened.persistence, warnings: opened.warnings }
 }
 
-function values (store: ProjectStore): Record<string, JsonValue> {
+function values (store: LocalEngine): Record<string, JsonValue> {
   return Object.fromEntries([...store.view].map(([k, r]) => [k, r.value]))
 }
 
@@ -646,4 +648,50 @@ t.test('a store file in another layout (Simple-PyKV\'s indented file) is rewritt
   await second.store.close()
   t.equal(statSync(snapshot).ino, ino, 'a file already in our layout is not rewritten by a close without writes')
   t.equal(readFileSync(snapshot, 'utf8'), text)
+})
+
+t.test('records carrying version and expires_at keep them through replay, a compaction and a clean close', async t => {
+  const dir = t.testdir()
+  const at = 1700000000
+  const base = { created_at: at, updated_at: at, size_bytes: 1, type: 'string' as const }
+  const a: KvRecord = { value: 'A', ...base, version: 7, expires_at: 1764992680123 }
+  const b: KvRecord = { value: 'B', ...base, version: 3, expires_at: null }
+  writeFileSync(storeFileName(dir, ID), snapshotText([['a', a]]))
+  // A newer writer may put the fields in another order: the record is the same.
+  writeFileSync(journalFileName(dir, ID), line({ op: 'set', key: 'b', record: b }) +
+    line({ op: 'set', key: 'c', record: { expires_at: 5, version: 1, value: 'C', created_at: at, updated_at: at } }))
+  const c: KvRecord = { value: 'C', ...base, version: 1, expires_at: 5 }
+  const { store, journal } = await openStore(dir, { maxBytes: 256 })
+  t.strictSame(store.get('a'), a, 'from the snapshot')
+  t.strictSame(store.get('b'), b, 'from the journal')
+  t.strictSame(store.get('c'), c, 'from the journal, fields in another order')
+
+  // Enough writes to pass the bound: a background compaction writes the snapshot from memory.
+  for (let i = 0; i < 20; i++) await store.set(`k${i}`, `value ${i} `.repeat(4))
+  while (journal.compacting) await new Promise(resolve => setTimeout(resolve, 5))
+  t.equal(journal.lastCompactionError, null)
+  const compacted = JSON.parse(readFileSync(storeFileName(dir, ID), 'utf8')) as Record<string, KvRecord>
+  t.strictSame([compacted.a, compacted.b, compacted.c], [a, b, c], 'the compacted snapshot holds them')
+  const check = await readStoreFiles(dir, ID)
+  t.strictSame([check.data.get('a'), check.data.get('b'), check.data.get('c')], [a, b, c], 'the files alone hold them')
+
+  await store.close()
+  const again = await openStore(dir)
+  t.strictSame([again.store.get('a'), again.store.get('b'), again.store.get('c')], [a, b, c], 'after a clean close and a restart')
+  t.equal(again.store.size, 23)
+  await again.store.close()
+})
+
+t.test('a journal with no store attached refuses to write a whole store rather than write an empty one', async t => {
+  const dir = t.testdir()
+  writeFileSync(storeFileName(dir, ID), snapshotText([['a', rec('A')]]))
+  writeFileSync(journalFileName(dir, ID), line({ op: 'set', key: 'b', record: rec('B') }))
+  const opened = await Journal.open(dir, ID, { durability: 'always', maxBytes: 1 << 20 })
+  const before = readFileSync(storeFileName(dir, ID), 'utf8')
+  await t.rejects(opened.persistence.writeAll(), { message: `The journal of project '${ID}' has no store attached` })
+  await t.rejects(opened.persistence.flush(), { message: `The journal of project '${ID}' has no store attached` })
+  t.equal(readFileSync(storeFileName(dir, ID), 'utf8'), before, 'the snapshot is untouched')
+  t.ok(existsSync(journalFileName(dir, ID)), 'and so is the journal')
+  opened.persistence.applied()
+  t.equal(opened.persistence.compacting, false, 'and starts no compaction')
 })

@@ -1,7 +1,8 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { compareKeys } from '../../../lib/engines/order.js'
-import { ProjectStore, memoryOnly } from '../../../lib/engines/project-store.js'
+import { memoryOnly } from '../../../lib/engines/local/changes.js'
+import { LocalEngine } from '../../../lib/engines/local/engine.js'
 
 function utf8Compare (a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'))
@@ -19,13 +20,13 @@ t.test('keys compare in UTF-8 byte order, not UTF-16 code unit order', async t =
   }), { numRuns: 2000 })
 })
 
-async function storeWith (keys: string[]): Promise<ProjectStore> {
-  const store = new ProjectStore('p', new Map(), memoryOnly)
+async function storeWith (keys: string[]): Promise<LocalEngine> {
+  const store = new LocalEngine('p', new Map(), memoryOnly)
   for (const key of keys) await store.set(key, key.length)
   return store
 }
 
-async function walk (store: ProjectStore, prefix: string, limit: number): Promise<string[]> {
+async function walk (store: LocalEngine, prefix: string, limit: number): Promise<string[]> {
   const seen: string[] = []
   let after: string | undefined
   for (;;) {

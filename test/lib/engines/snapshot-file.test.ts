@@ -4,7 +4,7 @@ import { isDeepStrictEqual } from 'node:util'
 import fc from 'fast-check'
 import t from 'tap'
 import { StorageError } from '../../../lib/errors.js'
-import { entriesCopy, readSnapshot, snapshotText, writeSnapshotAtomic } from '../../../lib/engines/snapshot-file.js'
+import { entriesCopy, readSnapshot, snapshotText, writeSnapshotAtomic } from '../../../lib/engines/local/snapshot-file.js'
 import { makeRecord, recordFromFile, type JsonValue, type KvRecord } from '../../../lib/record.js'
 
 const AT = 1764992680
@@ -189,4 +189,61 @@ t.test('any store read line by line equals the whole-file reading (property)', a
     return isDeepStrictEqual(sorted(data), sorted(reference(text)))
   }), { numRuns: 200 })
   t.pass('200 random stores read the same both ways')
+})
+
+t.test('version and expires_at are kept, on the line reader and the whole-file reading alike; ill-formed ones are ignored', async t => {
+  const dir = t.testdir()
+  const head = '"created_at":1,"updated_at":2,"size_bytes":1,"type":"string"'
+  const lines = [
+    `  "ours": {"value":"A",${head},"version":7,"expires_at":1764992680123},`,
+    `  "never": {"value":"B",${head},"version":0,"expires_at":null},`,
+    `  "version only": {"value":"C",${head},"version":12},`,
+    `  "expiry only": {"value":"D",${head},"expires_at":5},`,
+    `  "other order": {"expires_at":9,"version":3,"value":"E",${head}},`,
+    `  "negative": {"value":"F",${head},"version":-4,"expires_at":-1},`,
+    `  "ill-formed": {"value":"G",${head},"version":1.5,"expires_at":"soon"},`,
+    `  "too big": {"value":"H",${head},"version":12345678901234567,"expires_at":1e3},`,
+    `  "object": {"value":{"n":1},${head},"version":2,"expires_at":null}`
+  ]
+  const text = `{\n${lines.join('\n')}\n}\n`
+  const data = await load(dir, text)
+  t.strictSame(sorted(data), sorted(reference(text)), 'the same records as parsing the whole file')
+  const base = { created_at: 1, updated_at: 2, size_bytes: 1, type: 'string' }
+  t.strictSame(data.get('ours'), { value: 'A', ...base, version: 7, expires_at: 1764992680123 })
+  t.strictSame(data.get('never'), { value: 'B', ...base, version: 0, expires_at: null })
+  t.strictSame(data.get('version only'), { value: 'C', ...base, version: 12 })
+  t.strictSame(data.get('expiry only'), { value: 'D', ...base, expires_at: 5 })
+  t.strictSame(data.get('other order'), { value: 'E', ...base, version: 3, expires_at: 9 })
+  t.strictSame(data.get('negative'), { value: 'F', ...base, version: -4, expires_at: -1 })
+  t.strictSame(data.get('ill-formed'), { value: 'G', ...base }, 'a fraction or a string is not a version or an expiry')
+  t.strictSame(data.get('too big'), { value: 'H', ...base, expires_at: 1000 }, 'past 2^53 is not a version')
+  t.strictSame(data.get('object'), { value: { n: 1 }, created_at: 1, updated_at: 2, size_bytes: 7, type: 'object', version: 2, expires_at: null })
+
+  // Written back, they read the same again, and so does Simple-PyKV's indented layout of the same records.
+  const again = await load(dir, snapshotText(data))
+  t.strictSame([...again], [...data])
+  const indented = JSON.stringify(Object.fromEntries(data), null, 2)
+  t.strictSame(sorted(await load(dir, indented)), sorted(data))
+})
+
+t.test('records with any version and expires_at read line by line equal the whole-file reading (property)', async t => {
+  const dir = t.testdir()
+  const file = join(dir, 'p_store.json')
+  const number = fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constant(1e21))
+  const record = fc.record({
+    value: fc.oneof(fc.string(), fc.jsonValue() as fc.Arbitrary<JsonValue>),
+    created_at: fc.integer({ min: 0, max: 4e9 }),
+    updated_at: fc.integer({ min: 0, max: 4e9 }),
+    version: number,
+    expires_at: fc.oneof(fc.constant(null), number)
+  }, { requiredKeys: ['value', 'created_at', 'updated_at'] })
+  await fc.assert(fc.asyncProperty(fc.array(fc.tuple(fc.string(), record), { maxLength: 20 }), async (pairs) => {
+    // Each line as a newer writer would put it: the record's own fields in the order given.
+    const lines = pairs.map(([k, r]) => `  ${JSON.stringify(k)}: ${JSON.stringify({ ...recordFromFile(r), ...r })}`)
+    const text = lines.length === 0 ? '{}\n' : `{\n${lines.join(',\n')}\n}\n`
+    writeFileSync(file, text)
+    const data = await readSnapshot(file)
+    return isDeepStrictEqual(sorted(data), sorted(reference(text)))
+  }), { numRuns: 200 })
+  t.pass('200 random stores with versions and expiries read the same both ways')
 })

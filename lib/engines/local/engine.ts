@@ -1,49 +1,11 @@
 import { Mutex } from 'async-mutex'
 import sortedBtree from 'sorted-btree'
-import type { JsonValue, KvRecord } from '../../schemas/record.js'
-import { LimitExceededError, projectNotFound, StorageUnavailableError } from '../errors.js'
-import { makeRecord } from '../record.js'
-import { compareKeys } from './order.js'
-import type { KvEngine, ListOptions, ListPage, StoreLimits, StoreUsage } from './types.js'
-
-export type Change =
-  | { op: 'set', key: string, record: KvRecord }
-  | { op: 'delete', key: string }
-  | { op: 'clear' }
-
-export function applyChange (data: Map<string, KvRecord>, change: Change): void {
-  if (change.op === 'set') data.set(change.key, change.record)
-  else if (change.op === 'delete') data.delete(change.key)
-  else data.clear()
-}
-
-/** How a store's changes reach the disk (or not). */
-export interface Persistence {
-  readonly bytesOnDisk: number
-  /**
-   * Make a batch of changes durable, in order, as the durability policy
-   * promises; `data` is the state before the batch. All or nothing: when it
-   * throws, none of the changes counts.
-   */
-  append: (changes: readonly Change[], data: ReadonlyMap<string, KvRecord>) => Promise<void>
-  /** Told after a batch reached memory; a chance to compact from `data`. */
-  applied: (data: ReadonlyMap<string, KvRecord>) => void
-  /** Take over a whole store (a project switching to this persistence). */
-  writeAll: (data: ReadonlyMap<string, KvRecord>) => Promise<void>
-  /** Clean close: leave `data` on disk in its final form. */
-  flush: (data: ReadonlyMap<string, KvRecord>) => Promise<void>
-  /** Remove every file this persistence keeps. */
-  remove: () => Promise<void>
-}
-
-export const memoryOnly: Persistence = {
-  bytesOnDisk: 0,
-  append: async () => {},
-  applied: () => {},
-  writeAll: async () => {},
-  flush: async () => {},
-  remove: async () => {}
-}
+import type { JsonValue, KvRecord } from '../../../schemas/record.js'
+import { LimitExceededError, projectNotFound, StorageUnavailableError } from '../../errors.js'
+import { makeRecord } from '../../record.js'
+import { applyChange, memoryOnly, type Change, type Persistence } from './changes.js'
+import { compareKeys } from '../order.js'
+import type { KvEngine, ListOptions, ListPage, StoreLimits, StoreUsage } from '../types.js'
 
 // sorted-btree is CommonJS; its class is the `default` member.
 const BTree = sortedBtree.default
@@ -76,7 +38,7 @@ interface Overlay {
  * reads never see a change that could still be lost, and a failed disk write
  * leaves memory as it was.
  */
-export class ProjectStore implements KvEngine {
+export class LocalEngine implements KvEngine {
   readonly projectId: string
   readonly #data: Map<string, KvRecord>
   #persistence: Persistence
@@ -104,6 +66,7 @@ export class ProjectStore implements KvEngine {
     this.#persistence = persistence
     this.#limits = limits
     this.#persistenceFor = persistenceFor
+    persistence.attach(data)
     this.#recount()
   }
 
@@ -195,7 +158,8 @@ export class ProjectStore implements KvEngine {
       if (this.#closed) throw projectNotFound(this.projectId)
       if (next === this.#persistence) return
       try {
-        await next.writeAll(this.#data)
+        next.attach(this.#data)
+        await next.writeAll()
       } catch (err) {
         await next.remove().catch(() => {})
         throw this.#unwritable(err)
@@ -211,7 +175,7 @@ export class ProjectStore implements KvEngine {
     await this.#exclusive(async () => {
       if (this.#closed) return
       this.#closed = true
-      await this.#persistence.flush(this.#data)
+      await this.#persistence.flush()
     })
   }
 
@@ -314,7 +278,7 @@ export class ProjectStore implements KvEngine {
       const batch = this.#queue
       this.#queue = []
       try {
-        await this.#persistence.append(batch.map(p => p.change), this.#data)
+        await this.#persistence.append(batch.map(p => p.change))
       } catch (err) {
         // Writes queued behind the batch were decided on top of it: they fail with it.
         const failed = [...batch, ...this.#queue]
@@ -334,7 +298,7 @@ export class ProjectStore implements KvEngine {
           this.#overlay.delete(p.change.key)
         }
       }
-      this.#persistence.applied(this.#data)
+      this.#persistence.applied()
       for (const p of batch) p.resolve()
     }
     this.#running = null

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { ProjectStore, memoryOnly, type Change, type Persistence } from '../../../lib/engines/project-store.js'
+import { memoryOnly, type Change, type Persistence, type StoreView } from '../../../lib/engines/local/changes.js'
+import { LocalEngine } from '../../../lib/engines/local/engine.js'
 import type { KvRecord } from '../../../lib/record.js'
 
 /**
@@ -14,6 +15,9 @@ class GatedPersistence implements Persistence {
   removed = 0
   flushed = 0
   #gates: Array<{ resolve: () => void, reject: (e: Error) => void }> = []
+  #view: StoreView = new Map()
+
+  attach (view: StoreView): void { this.#view = view }
 
   async append (changes: readonly Change[]): Promise<void> {
     this.batches.push([...changes])
@@ -22,8 +26,8 @@ class GatedPersistence implements Persistence {
 
   applied (): void {}
 
-  async writeAll (data: ReadonlyMap<string, KvRecord>): Promise<void> {
-    this.wrote.push(new Map(data))
+  async writeAll (): Promise<void> {
+    this.wrote.push(new Map(this.#view))
   }
 
   async flush (): Promise<void> { this.flushed++ }
@@ -51,7 +55,7 @@ async function outcome (p: Promise<unknown>): Promise<unknown> {
 
 t.test('writes queued behind a batch build on it, and reach memory only when their own batch is durable', async t => {
   const disk = new GatedPersistence()
-  const store = new ProjectStore('p', new Map(), disk)
+  const store = new LocalEngine('p', new Map(), disk)
   const first = store.set('k', 1)
   await disk.waiting()
   const second = store.set('k', 2)
@@ -73,7 +77,7 @@ t.test('writes queued behind a batch build on it, and reach memory only when the
 
 t.test('a failed batch fails every write queued behind it; memory stays; the store goes on', async t => {
   const disk = new GatedPersistence()
-  const store = new ProjectStore('p', new Map([['a', { value: 'A', created_at: 1, updated_at: 1, size_bytes: 1, type: 'string' }]]), disk)
+  const store = new LocalEngine('p', new Map([['a', { value: 'A', created_at: 1, updated_at: 1, size_bytes: 1, type: 'string' }]]), disk)
   const doomed = outcome(store.set('b', 1))
   await disk.waiting()
   const behind = [outcome(store.delete('a')), outcome(store.clear()), outcome(store.set('c', 1))]
@@ -90,7 +94,7 @@ t.test('a failed batch fails every write queued behind it; memory stays; the sto
 
 t.test('clear then set in one batch leaves only the set', async t => {
   const disk = new GatedPersistence()
-  const store = new ProjectStore('p', new Map(), disk)
+  const store = new LocalEngine('p', new Map(), disk)
   const set = store.set('a', 1)
   const clear = store.clear()
   const setB = store.set('b', 2)
@@ -105,7 +109,7 @@ t.test('clear then set in one batch leaves only the set', async t => {
 t.test('switching persistence waits for writes in flight; writes during the switch go to the new one', async t => {
   const before = new GatedPersistence()
   const after = new GatedPersistence()
-  const store = new ProjectStore('p', new Map(), before)
+  const store = new LocalEngine('p', new Map(), before)
   const inFlight = store.set('a', 1)
   await before.waiting()
   const switching = store.setPersistence(after)
@@ -128,7 +132,7 @@ t.test('switching persistence waits for writes in flight; writes during the swit
 })
 
 t.test('a persistence that cannot take the store over: 507, the store keeps the old one', async t => {
-  const store = new ProjectStore('p', new Map(), memoryOnly)
+  const store = new LocalEngine('p', new Map(), memoryOnly)
   const broken: Persistence = { ...memoryOnly, writeAll: async () => { throw new Error('read-only') } }
   await t.rejects(store.setPersistence(broken), { name: 'StorageUnavailableError', kind: 'storage_unavailable' })
   t.equal(store.persistence, memoryOnly)
@@ -136,7 +140,7 @@ t.test('a persistence that cannot take the store over: 507, the store keeps the 
 
 t.test('close and destroy wait for writes in flight; later writes find no project', async t => {
   const disk = new GatedPersistence()
-  const store = new ProjectStore('p', new Map(), disk)
+  const store = new LocalEngine('p', new Map(), disk)
   const write = store.set('a', 1)
   await disk.waiting()
   const closing = store.close()

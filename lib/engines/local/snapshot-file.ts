@@ -1,13 +1,8 @@
 import { open, readFile, type FileHandle } from 'node:fs/promises'
-import { basename, join } from 'node:path'
-import { StorageError } from '../errors.js'
-import { replaceFileAtomic } from '../fsutil.js'
-import { nowSeconds, recordFromFile, sizeBytes, type KvRecord } from '../record.js'
+import { StorageError } from '../../errors.js'
+import { replaceFileAtomic } from '../../fsutil.js'
+import { nowSeconds, recordFromFile, sizeBytes, type KvRecord } from '../../record.js'
 import { readLineBlocks } from './lines.js'
-
-export function storeFileName (dir: string, projectId: string): string {
-  return join(dir, `${projectId}_store.json`)
-}
 
 /**
  * The store file in Simple-PyKV's format, one record per line so a person can
@@ -29,6 +24,9 @@ const CREATED = Buffer.from('","created_at":')
 const UPDATED = Buffer.from(',"updated_at":')
 const SIZE = Buffer.from(',"size_bytes":')
 const TYPE = Buffer.from(',"type":"')
+const VERSION = Buffer.from(',"version":')
+const EXPIRES = Buffer.from(',"expires_at":')
+const NULL = Buffer.from('null')
 
 /** Whether the last string plainStringEnd() went over was all ASCII. */
 let plainAscii = true
@@ -140,9 +138,11 @@ class LineLoader {
   /**
    * The common line, read from its bytes without JSON.parse:
    * `  "<key>": {"value":"<text>","created_at":<n>,"updated_at":<n>,"size_bytes":<n>,"type":"<t>"}`
-   * and an optional comma, where key and text have no escapes and the numbers
-   * are plain integers. Exactly what JSON.parse would make of such a line;
-   * false (nothing done) for any other line, which then goes through #entry.
+   * where `,"version":<n>` and then `,"expires_at":<n or null>` may stand
+   * before the `}`, and an optional comma, where key and text have no escapes
+   * and the numbers are plain integers. Exactly what JSON.parse and
+   * recordFromFile would make of such a line; false (nothing done) for any
+   * other line, which then goes through #entry.
    */
   #plainEntry (b: Buffer, start: number, end: number): boolean {
     if (this.#phase !== Phase.EntryOrClose && this.#phase !== Phase.Entry) return false
@@ -167,8 +167,30 @@ class LineLoader {
     p = expect(b, integerEnd, end, TYPE)
     if (p === -1) return false
     p = plainStringEnd(b, p, end)
-    if (p === -1 || p + 1 >= end || b[p + 1] !== 0x7d) return false
-    p += 2
+    if (p === -1) return false
+    p++
+    let version = -1
+    let q = expect(b, p, end, VERSION)
+    if (q !== -1) {
+      version = plainInteger(b, q, end)
+      if (version === -1) return false
+      p = integerEnd
+    }
+    let expires: number | null | undefined
+    q = expect(b, p, end, EXPIRES)
+    if (q !== -1) {
+      const nullEnd = expect(b, q, end, NULL)
+      if (nullEnd !== -1) {
+        expires = null
+        p = nullEnd
+      } else {
+        expires = plainInteger(b, q, end)
+        if (expires === -1) return false
+        p = integerEnd
+      }
+    }
+    if (p >= end || b[p] !== 0x7d) return false
+    p++
     const comma = p < end && b[p] === 0x2c
     if (comma) p++
     if (p !== end) return false
@@ -176,7 +198,10 @@ class LineLoader {
     const value = b.toString('utf8', valueStart, valueEnd)
     // All ASCII: the byte count is the size (otherwise count the decoded text, as invalid UTF-8 became U+FFFD).
     const size = ascii ? valueEnd - valueStart : sizeBytes(value)
-    this.data.set(key, { value, created_at: created, updated_at: updated, size_bytes: size, type: 'string' })
+    const record: KvRecord = { value, created_at: created, updated_at: updated, size_bytes: size, type: 'string' }
+    if (version !== -1) record.version = version
+    if (expires !== undefined) record.expires_at = expires
+    this.data.set(key, record)
     this.#phase = comma ? Phase.Entry : Phase.Close
     return true
   }
@@ -397,10 +422,4 @@ export async function writeSnapshotAtomic (file: string, entries: Iterable<reado
     }
     return { bytes, ino: (await handle.stat()).ino }
   })
-}
-
-/** Temporary files a crash left behind while writing `file` (by writeSnapshotAtomic or writeFileAtomic). */
-export function isSnapshotTemp (name: string, file: string): boolean {
-  const prefix = `.${basename(file)}.`
-  return name.startsWith(prefix) && /^[0-9a-f]+\.tmp$/.test(name.slice(prefix.length))
 }

@@ -1,8 +1,9 @@
-import type { Durability } from '../../schemas/config.js'
-import { DirLock } from '../lock.js'
+import type { Durability } from '../../../schemas/config.js'
+import { DirLock } from '../../lock.js'
 import { Journal, type JournalOptions } from './journal.js'
-import { ProjectStore, memoryOnly, type Persistence } from './project-store.js'
-import type { KvEngine, StorageBackend, StorageEvents, StoreLimits } from './types.js'
+import { memoryOnly, type Persistence } from './changes.js'
+import { LocalEngine } from './engine.js'
+import type { KvEngine, StorageBackend, StorageEvents, StoreLimits } from '../types.js'
 
 export interface LocalBackendOptions {
   /** Folder of the store files. */
@@ -36,9 +37,9 @@ export class LocalBackend implements StorageBackend {
   async open (projectId: string, { persistent }: { persistent: boolean }): Promise<{ engine: KvEngine, warnings: string[] }> {
     const { limits } = this.#options
     const persistenceFor = async (onDisk: boolean): Promise<Persistence> => await this.#persistenceFor(projectId, onDisk)
-    if (!persistent) return { engine: new ProjectStore(projectId, new Map(), memoryOnly, limits, persistenceFor), warnings: [] }
+    if (!persistent) return { engine: new LocalEngine(projectId, new Map(), memoryOnly, limits, persistenceFor), warnings: [] }
     const opened = await Journal.open(this.#options.dir, projectId, this.#journalOptions(projectId))
-    return { engine: new ProjectStore(projectId, opened.data, opened.persistence, limits, persistenceFor), warnings: opened.warnings }
+    return { engine: new LocalEngine(projectId, opened.data, opened.persistence, limits, persistenceFor), warnings: opened.warnings }
   }
 
   async close (): Promise<void> {
