@@ -3,7 +3,10 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { join } from 'node:path'
 import t from 'tap'
 import { verifyHash } from '../lib/keys.js'
-import { chooseLogFormat, parseCommandLine, run, UsageError, USAGE, type ServeCommand } from '../lib/cli.js'
+import { parseCommandLine, USAGE, type ServeCommand } from '../cli/args.js'
+import { chooseLogFormat } from '../cli/commands/serve.js'
+import { UsageError } from '../cli/errors.js'
+import { run } from '../cli/main.js'
 import type { KvConfig } from '../lib/config.js'
 import { VERSION } from '../lib/version.js'
 import { build, tempDir, testConfig } from './helper.js'
@@ -268,7 +271,7 @@ t.test('keys regenerate refuses while a server runs on the config, and works onc
   t.not(readFileSync(file, 'utf8'), text)
 })
 
-t.test('the bin shim runs dist/server.js with the arguments, or says to build first', async t => {
+t.test('the bin shim runs the compiled command line with the arguments, or says to build first', async t => {
   const dir = tempDir(t)
   mkdirSync(join(dir, 'bin'))
   copyFileSync(join(ROOT, 'bin', 'simple-kv.js'), join(dir, 'bin', 'simple-kv.js'))
@@ -280,8 +283,8 @@ t.test('the bin shim runs dist/server.js with the arguments, or says to build fi
   t.equal(missing.status, 1)
   t.equal(missing.stderr, 'simple-kv: not built yet: run `npm run build` first\n')
 
-  mkdirSync(join(dir, 'dist'))
-  writeFileSync(join(dir, 'dist', 'server.js'), 'process.stdout.write(JSON.stringify(process.argv.slice(2)))\n')
+  mkdirSync(join(dir, 'dist', 'cli'), { recursive: true })
+  writeFileSync(join(dir, 'dist', 'cli', 'main.js'), 'export async function main (args) { process.stdout.write(JSON.stringify(args)) }\n')
   const ran = spawnSync(process.execPath, [join(dir, 'bin', 'simple-kv.js'), 'keys', 'regenerate', '--system'], { encoding: 'utf8' })
   t.equal(ran.status, 0, ran.stderr)
   t.same(JSON.parse(ran.stdout), ['keys', 'regenerate', '--system'])

@@ -1,0 +1,59 @@
+import type { Registry } from '../../lib/registry.js'
+import { VERSION } from '../../lib/version.js'
+import { startServer, type StartedServer } from '../../server.js'
+import type { LogFormat, ServeCommand } from '../args.js'
+import { formatBanner, type BannerInfo, type BannerProject } from '../banner.js'
+import type { Io } from '../io.js'
+
+/** 'auto' means pretty on a terminal, JSON lines everywhere else (files, pipes, log collectors). */
+export function chooseLogFormat (format: LogFormat, stdoutIsTTY: boolean): 'pretty' | 'json' {
+  if (format !== 'auto') return format
+  return stdoutIsTTY ? 'pretty' : 'json'
+}
+
+function urlFor (host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+}
+
+/** The banner's table: every project the registry opened, in the config's order. */
+function projectRows (registry: Registry, configured: ReadonlyArray<{ id: string }>): BannerProject[] {
+  return configured.flatMap(({ id }) => {
+    const project = registry.project(id)
+    return project === undefined ? [] : [{ id, onDisk: project.store.onDisk, auth: project.auth.enabled, keys: project.store.size }]
+  })
+}
+
+function bannerInfo ({ fastify, configStore, configCreated, generatedKeys, registry }: StartedServer): BannerInfo {
+  const address = fastify.server.address()
+  const host = typeof address === 'object' && address !== null ? address.address : configStore.settings.host
+  const port = typeof address === 'object' && address !== null ? address.port : configStore.settings.port
+  const local = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host
+  return {
+    version: VERSION,
+    url: urlFor(host, port),
+    localUrl: urlFor(local, port),
+    docs: true,
+    configFile: configStore.file ?? '(in memory)',
+    configCreated,
+    dataDir: configStore.settings.storageDir,
+    systemAuth: registry.systemAuth.enabled,
+    projects: projectRows(registry, configStore.config.projects ?? []),
+    generatedKeys
+  }
+}
+
+/** `serve`: start the server, then show where it listens and any new keys. It runs until a signal. */
+export async function serve (cmd: ServeCommand, io: Io): Promise<void> {
+  const tty = process.stdout.isTTY === true
+  const color = tty && io.env.NO_COLOR === undefined
+  const started = await startServer({
+    config: cmd.config,
+    host: cmd.host,
+    port: cmd.port,
+    logLevel: cmd.logLevel,
+    logFormat: chooseLogFormat(cmd.logFormat, tty),
+    color,
+    shutdownTimeoutMs: cmd.shutdownTimeoutMs
+  })
+  io.stdout(formatBanner(bannerInfo(started), { color }))
+}
