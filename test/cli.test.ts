@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import t from 'tap'
 import { verifyHash } from '../lib/keys.js'
 import { parseCommandLine, USAGE, type ServeCommand } from '../cli/args.js'
@@ -9,6 +10,7 @@ import { UsageError } from '../cli/errors.js'
 import { run } from '../cli/main.js'
 import type { KvConfig } from '../lib/config.js'
 import { VERSION } from '../lib/version.js'
+import { compiledServer } from './compiled.js'
 import { build, tempDir, testConfig } from './helper.js'
 import { freePort, ROOT, runCli, ServerProcess, writeConfig } from './server/proc.js'
 
@@ -288,4 +290,25 @@ t.test('the bin shim runs the compiled command line with the arguments, or says 
   const ran = spawnSync(process.execPath, [join(dir, 'bin', 'simple-kv.js'), 'keys', 'regenerate', '--system'], { encoding: 'utf8' })
   t.equal(ran.status, 0, ran.stderr)
   t.same(JSON.parse(ran.stdout), ['keys', 'regenerate', '--system'])
+})
+
+t.test('the compiled server and the compiled CLI entry are the same command line; importing either runs nothing', async t => {
+  const server = compiledServer()
+  const entries = [server, join(dirname(server), 'cli', 'main.js'), server.replace(/\.js$/, '')]
+  for (const entry of entries) {
+    const res = spawnSync(process.execPath, [entry, '--bogus'], { encoding: 'utf8' })
+    t.equal(res.status, 2, entry)
+    t.equal(res.stderr, `simple-kv: unknown option '--bogus'\n\n${USAGE}`)
+    t.equal(res.stdout, '')
+  }
+  // Imported by another program, neither reads the command line: no usage error, no exit code 2.
+  const dir = tempDir(t)
+  for (const entry of entries.slice(0, 2)) {
+    const host = join(dir, 'host.mjs')
+    writeFileSync(host, `const m = await import(${JSON.stringify(pathToFileURL(entry).href)})\nprocess.stdout.write(Object.keys(m).sort().join(' '))\n`)
+    const res = spawnSync(process.execPath, [host, '--bogus'], { encoding: 'utf8' })
+    t.equal(res.status, 0, res.stderr)
+    t.equal(res.stderr, '')
+    t.match(res.stdout, entry === server ? /\bstartServer\b/ : /\bmain\b.*\brun\b/)
+  }
 })
