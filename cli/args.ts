@@ -170,3 +170,9 @@ export function parseCommandLine (args: readonly string[]): Command {
   }
   return config === undefined ? { name: 'keys-regenerate', target } : { name: 'keys-regenerate', config, target }
 }
+
+/** 'auto' means pretty on a terminal, JSON lines everywhere else (files, pipes, log collectors). */
+export function chooseLogFormat (format: LogFormat, stdoutIsTTY: boolean): 'pretty' | 'json' {
+  if (format !== 'auto') return format
+  return stdoutIsTTY ? 'pretty' : 'json'
+}

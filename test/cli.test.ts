@@ -4,10 +4,9 @@ import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import t from 'tap'
 import { verifyHash } from '../lib/keys.js'
-import { parseCommandLine, USAGE, type ServeCommand } from '../cli/args.js'
-import { chooseLogFormat } from '../cli/commands/serve.js'
+import { chooseLogFormat, parseCommandLine, USAGE, type ServeCommand } from '../cli/args.js'
 import { UsageError } from '../cli/errors.js'
-import { run } from '../cli/main.js'
+import { main, run } from '../cli/main.js'
 import type { KvConfig } from '../lib/config.js'
 import { VERSION } from '../lib/version.js'
 import { compiledServer } from './compiled.js'
@@ -132,6 +131,16 @@ t.test('a bad command line prints one error line and the usage, exit 2, and touc
   t.equal(spawned.code, 2, 'the real process exits 2')
   t.equal(spawned.stderr, `simple-kv: invalid --port '70000': expected a whole number from 0 to 65535\n\n${USAGE}`)
   t.notOk(existsSync(file), 'no config written')
+})
+
+t.test('main exits with the code of the command', async t => {
+  for (const [args, code] of [[['--version'], 0], [['--bogus'], 2], [['keys', 'regenerate', 'p1', '--config', join(tempDir(t), 'none.json')], 1]] as const) {
+    const out = { stdout: '', stderr: '' }
+    const exits: number[] = []
+    await main(args, { stdout: s => { out.stdout += s }, stderr: s => { out.stderr += s }, env: {} }, c => { exits.push(c) })
+    t.same(exits, [code], args.join(' '))
+    t.equal(out.stdout === '', code !== 0, 'output on stdout only on success')
+  }
 })
 
 t.test('serve is the default command', async t => {

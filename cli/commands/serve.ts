@@ -1,15 +1,10 @@
 import type { Registry } from '../../lib/registry.js'
 import { VERSION } from '../../lib/version.js'
-import { startServer, type StartedServer } from '../../server.js'
-import type { LogFormat, ServeCommand } from '../args.js'
+import { ListenError, startServer, type StartedServer } from '../../server.js'
+import { chooseLogFormat, type ServeCommand } from '../args.js'
 import { formatBanner, type BannerInfo, type BannerProject } from '../banner.js'
+import { CliError } from '../errors.js'
 import type { Io } from '../io.js'
-
-/** 'auto' means pretty on a terminal, JSON lines everywhere else (files, pipes, log collectors). */
-export function chooseLogFormat (format: LogFormat, stdoutIsTTY: boolean): 'pretty' | 'json' {
-  if (format !== 'auto') return format
-  return stdoutIsTTY ? 'pretty' : 'json'
-}
 
 function urlFor (host: string, port: number): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
@@ -46,14 +41,20 @@ function bannerInfo ({ fastify, configStore, configCreated, generatedKeys, regis
 export async function serve (cmd: ServeCommand, io: Io): Promise<void> {
   const tty = process.stdout.isTTY === true
   const color = tty && io.env.NO_COLOR === undefined
-  const started = await startServer({
-    config: cmd.config,
-    host: cmd.host,
-    port: cmd.port,
-    logLevel: cmd.logLevel,
-    logFormat: chooseLogFormat(cmd.logFormat, tty),
-    color,
-    shutdownTimeoutMs: cmd.shutdownTimeoutMs
-  })
+  let started: StartedServer
+  try {
+    started = await startServer({
+      config: cmd.config,
+      host: cmd.host,
+      port: cmd.port,
+      logLevel: cmd.logLevel,
+      logFormat: chooseLogFormat(cmd.logFormat, tty),
+      color,
+      shutdownTimeoutMs: cmd.shutdownTimeoutMs
+    })
+  } catch (err) {
+    if (err instanceof ListenError) throw new CliError(err.message)
+    throw err
+  }
   io.stdout(formatBanner(bannerInfo(started), { color }))
 }
