@@ -37,6 +37,8 @@ class RequestLog extends LogController {
   }
 }
 
+export type LogFormat = 'pretty' | 'json'
+
 function loggerOptions (level: LogLevel, format: LogFormat, color: boolean): NonNullable<FastifyServerOptions['logger']> {
   const base = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }
   if (format === 'json') return base
@@ -52,8 +54,6 @@ function loggerOptions (level: LogLevel, format: LogFormat, color: boolean): Non
     })
   }
 }
-
-export type LogFormat = 'pretty' | 'json'
 
 /** How to run the standalone server; the command line's `serve` builds it from flags. */
 export interface ServerOptions {
