@@ -7,6 +7,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY app.ts server.ts ./
+COPY cli ./cli
 COPY lib ./lib
 COPY plugins ./plugins
 COPY routes ./routes

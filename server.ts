@@ -1,12 +1,10 @@
 import { constants as osConstants } from 'node:os'
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type LogLevel } from 'fastify'
 import pretty from 'pino-pretty'
 import app, { serverOptions } from './app.js'
-import { formatBanner, type BannerInfo } from './lib/banner.js'
-import { chooseLogFormat, CliError, run, type LogLevel, type ServeCommand } from './lib/cli.js'
-import { ConfigStore, effectiveAuthentication, effectiveProject, resolveConfigPath } from './lib/config.js'
+import { ConfigStore, resolveConfigPath } from './lib/config.js'
+import { isMainModule } from './lib/main-module.js'
 import type { GeneratedKey, Registry } from './lib/registry.js'
-import { VERSION } from './lib/version.js'
 
 /** Headers that carry API keys: never written to a log, whatever a serializer or a hook logs. */
 const REDACTED_PATHS = ['authorization', 'x-api-key', 'api-key'].flatMap(h => [
@@ -39,7 +37,9 @@ class RequestLog extends LogController {
   }
 }
 
-function loggerOptions (level: LogLevel, format: 'pretty' | 'json', color: boolean): NonNullable<FastifyServerOptions['logger']> {
+export type LogFormat = 'pretty' | 'json'
+
+function loggerOptions (level: LogLevel, format: LogFormat, color: boolean): NonNullable<FastifyServerOptions['logger']> {
   const base = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }
   if (format === 'json') return base
   return {
@@ -55,50 +55,54 @@ function loggerOptions (level: LogLevel, format: 'pretty' | 'json', color: boole
   }
 }
 
-function useColor (): boolean {
-  return process.stdout.isTTY === true && process.env.NO_COLOR === undefined
+/** How to run the standalone server; the command line's `serve` builds it from flags. */
+export interface ServerOptions {
+  /** Config file; default: $SIMPLE_KV_CONFIG, else ./config.json. */
+  config?: string
+  /** Listen address and port; default: the config's server_host and server_port. */
+  host?: string
+  port?: number
+  /** Default: debug when the config's verbose_mode is on, else info. */
+  logLevel?: LogLevel
+  logFormat: LogFormat
+  /** ANSI colours in the pretty log format. */
+  color: boolean
+  /** Time given to requests in flight on SIGINT or SIGTERM before their connections are closed. */
+  shutdownTimeoutMs: number
 }
 
-function urlFor (host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+/** A server that is up and listening; what the caller needs to tell the user about it. */
+export interface StartedServer {
+  fastify: FastifyInstance
+  configStore: ConfigStore
+  /** The config file did not exist and was written with the defaults. */
+  configCreated: boolean
+  /** Keys generated at start-up, to show once. */
+  generatedKeys: GeneratedKey[]
+  registry: Registry
 }
 
-function bannerInfo (fastify: FastifyInstance, kv: Registry | undefined, store: ConfigStore, created: boolean, keys: GeneratedKey[]): BannerInfo {
-  const address = fastify.server.address()
-  const host = typeof address === 'object' && address !== null ? address.address : store.settings.host
-  const port = typeof address === 'object' && address !== null ? address.port : store.settings.port
-  const local = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host
-  return {
-    version: VERSION,
-    url: urlFor(host, port),
-    localUrl: urlFor(local, port),
-    docs: true,
-    configFile: store.file ?? '(in memory)',
-    configCreated: created,
-    dataDir: store.settings.storageDir,
-    systemAuth: effectiveAuthentication(store.config.system?.authentication).enabled,
-    projects: (store.config.projects ?? []).map(p => {
-      const project = kv?.project(p.id)
-      return {
-        id: p.id,
-        onDisk: project?.store.persistent ?? effectiveProject(p).storage.on_disk,
-        auth: effectiveProject(p).authentication.enabled,
-        keys: project?.store.usage().keys ?? 0
-      }
-    }),
-    generatedKeys: keys
+/** The address cannot be listened on; the message names it and says why, in one line. */
+export class ListenError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'ListenError'
   }
 }
 
-async function serve (cmd: ServeCommand): Promise<void> {
-  const { store, created } = await ConfigStore.load(resolveConfigPath(cmd.config))
+/**
+ * Run the standalone server in this process: load the config, listen, and on
+ * SIGINT or SIGTERM finish the requests in flight, close the stores and exit
+ * (a second signal exits at once). Resolves once it listens.
+ */
+export async function startServer (options: ServerOptions): Promise<StartedServer> {
+  const { store, created } = await ConfigStore.load(resolveConfigPath(options.config))
   const settings = store.settings
-  const color = useColor()
-  const level: LogLevel = cmd.logLevel ?? (settings.verbose ? 'debug' : 'info')
+  const level: LogLevel = options.logLevel ?? (settings.verbose ? 'debug' : 'info')
   const fastify = Fastify({
     ...serverOptions(settings.maxKeyBytes),
     bodyLimit: settings.maxBodyBytes,
-    logger: loggerOptions(level, chooseLogFormat(cmd.logFormat, process.stdout.isTTY === true), color),
+    logger: loggerOptions(level, options.logFormat, options.color),
     logController: new RequestLog(),
     // Loading the stores is part of registering the app; a store of millions of keys can take longer than Fastify's 10 s default.
     pluginTimeout: 300_000
@@ -114,13 +118,13 @@ async function serve (cmd: ServeCommand): Promise<void> {
     closing = true
     fastify.log.info({ signal }, 'shutting down: no new connections, finishing requests in flight')
     const force = setTimeout(() => {
-      fastify.log.warn(`requests still in flight after ${cmd.shutdownTimeoutMs / 1000}s: closing their connections`)
+      fastify.log.warn(`requests still in flight after ${options.shutdownTimeoutMs / 1000}s: closing their connections`)
       fastify.server.closeAllConnections()
       setTimeout(() => {
         fastify.log.error('stores did not close in time: exiting')
         process.exit(1)
       }, 5000).unref()
-    }, cmd.shutdownTimeoutMs)
+    }, options.shutdownTimeoutMs)
     force.unref()
     fastify.close().then(() => {
       fastify.log.info('stopped: stores flushed and closed')
@@ -133,30 +137,30 @@ async function serve (cmd: ServeCommand): Promise<void> {
   process.on('SIGINT', shutdown)
   process.on('SIGTERM', shutdown)
 
-  const generated: GeneratedKey[] = []
-  let kv: Registry | undefined
-  await fastify.register(app, { configStore: store, onGeneratedKeys: keys => { generated.push(...keys) }, onRegistry: registry => { kv = registry } })
+  const generatedKeys: GeneratedKey[] = []
+  let registry: Registry | undefined
+  await fastify.register(app, { configStore: store, onGeneratedKeys: keys => { generatedKeys.push(...keys) }, onRegistry: opened => { registry = opened } })
   await fastify.ready()
+  // The storage plugin hands the registry over while the app registers, so it is set once ready.
+  if (registry === undefined) throw new Error('the app did not hand over its registry')
+  const host = options.host ?? settings.host
+  const port = options.port ?? settings.port
   try {
-    await fastify.listen({ host: cmd.host ?? settings.host, port: cmd.port ?? settings.port })
+    await fastify.listen({ host, port })
   } catch (err) {
     await fastify.close()
     const code = (err as NodeJS.ErrnoException).code
-    const where = `${cmd.host ?? settings.host}:${cmd.port ?? settings.port}`
-    if (code === 'EADDRINUSE') throw new CliError(`cannot listen on ${where}: the address is already in use`)
-    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new CliError(`cannot listen on ${where}: no such address on this machine`)
-    if (code === 'EACCES') throw new CliError(`cannot listen on ${where}: permission denied`)
+    if (code === 'EADDRINUSE') throw new ListenError(`cannot listen on ${host}:${port}: the address is already in use`)
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new ListenError(`cannot listen on ${host}:${port}: no such address on this machine`)
+    if (code === 'EACCES') throw new ListenError(`cannot listen on ${host}:${port}: permission denied`)
     throw err
   }
-  process.stdout.write(formatBanner(bannerInfo(fastify, kv, store, created, generated), { color }))
+  return { fastify, configStore: store, configCreated: created, generatedKeys, registry }
 }
 
-const io = {
-  stdout: (text: string) => { process.stdout.write(text) },
-  stderr: (text: string) => { process.stderr.write(text) },
-  env: process.env
+// Run directly (`node dist/server.js …`, as the Dockerfile and the docs do), this file is the
+// whole command line, every command included. Imported lazily and not awaited, so that importing
+// this file never loads the CLI, and the CLI's own import of it finds it fully evaluated.
+if (isMainModule(import.meta.url)) {
+  void import('./cli/main.js').then(async cli => { await cli.main(process.argv.slice(2)) })
 }
-
-const code = await run(process.argv.slice(2), io, serve)
-// Exit at once rather than wait for the event loop: a failed start may leave handles behind.
-if (code !== null) process.exit(code)

@@ -1,11 +1,15 @@
 import { spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import t from 'tap'
 import { verifyHash } from '../lib/keys.js'
-import { chooseLogFormat, parseCommandLine, run, UsageError, USAGE, type ServeCommand } from '../lib/cli.js'
+import { chooseLogFormat, parseCommandLine, USAGE, type ServeCommand } from '../cli/args.js'
+import { UsageError } from '../cli/errors.js'
+import { main, run } from '../cli/main.js'
 import type { KvConfig } from '../lib/config.js'
 import { VERSION } from '../lib/version.js'
+import { compiledServer } from './compiled.js'
 import { build, tempDir, testConfig } from './helper.js'
 import { freePort, ROOT, runCli, ServerProcess, writeConfig } from './server/proc.js'
 
@@ -127,6 +131,16 @@ t.test('a bad command line prints one error line and the usage, exit 2, and touc
   t.equal(spawned.code, 2, 'the real process exits 2')
   t.equal(spawned.stderr, `simple-kv: invalid --port '70000': expected a whole number from 0 to 65535\n\n${USAGE}`)
   t.notOk(existsSync(file), 'no config written')
+})
+
+t.test('main exits with the code of the command', async t => {
+  for (const [args, code] of [[['--version'], 0], [['--bogus'], 2], [['keys', 'regenerate', 'p1', '--config', join(tempDir(t), 'none.json')], 1]] as const) {
+    const out = { stdout: '', stderr: '' }
+    const exits: number[] = []
+    await main(args, { stdout: s => { out.stdout += s }, stderr: s => { out.stderr += s }, env: {} }, c => { exits.push(c) })
+    t.same(exits, [code], args.join(' '))
+    t.equal(out.stdout === '', code !== 0, 'output on stdout only on success')
+  }
 })
 
 t.test('serve is the default command', async t => {
@@ -268,7 +282,7 @@ t.test('keys regenerate refuses while a server runs on the config, and works onc
   t.not(readFileSync(file, 'utf8'), text)
 })
 
-t.test('the bin shim runs dist/server.js with the arguments, or says to build first', async t => {
+t.test('the bin shim runs the compiled command line with the arguments, or says to build first', async t => {
   const dir = tempDir(t)
   mkdirSync(join(dir, 'bin'))
   copyFileSync(join(ROOT, 'bin', 'simple-kv.js'), join(dir, 'bin', 'simple-kv.js'))
@@ -280,9 +294,30 @@ t.test('the bin shim runs dist/server.js with the arguments, or says to build fi
   t.equal(missing.status, 1)
   t.equal(missing.stderr, 'simple-kv: not built yet: run `npm run build` first\n')
 
-  mkdirSync(join(dir, 'dist'))
-  writeFileSync(join(dir, 'dist', 'server.js'), 'process.stdout.write(JSON.stringify(process.argv.slice(2)))\n')
+  mkdirSync(join(dir, 'dist', 'cli'), { recursive: true })
+  writeFileSync(join(dir, 'dist', 'cli', 'main.js'), 'export async function main (args) { process.stdout.write(JSON.stringify(args)) }\n')
   const ran = spawnSync(process.execPath, [join(dir, 'bin', 'simple-kv.js'), 'keys', 'regenerate', '--system'], { encoding: 'utf8' })
   t.equal(ran.status, 0, ran.stderr)
   t.same(JSON.parse(ran.stdout), ['keys', 'regenerate', '--system'])
+})
+
+t.test('the compiled server and the compiled CLI entry are the same command line; importing either runs nothing', async t => {
+  const server = compiledServer()
+  const entries = [server, join(dirname(server), 'cli', 'main.js'), server.replace(/\.js$/, '')]
+  for (const entry of entries) {
+    const res = spawnSync(process.execPath, [entry, '--bogus'], { encoding: 'utf8' })
+    t.equal(res.status, 2, entry)
+    t.equal(res.stderr, `simple-kv: unknown option '--bogus'\n\n${USAGE}`)
+    t.equal(res.stdout, '')
+  }
+  // Imported by another program, neither reads the command line: no usage error, no exit code 2.
+  const dir = tempDir(t)
+  for (const entry of entries.slice(0, 2)) {
+    const host = join(dir, 'host.mjs')
+    writeFileSync(host, `const m = await import(${JSON.stringify(pathToFileURL(entry).href)})\nprocess.stdout.write(Object.keys(m).sort().join(' '))\n`)
+    const res = spawnSync(process.execPath, [host, '--bogus'], { encoding: 'utf8' })
+    t.equal(res.status, 0, res.stderr)
+    t.equal(res.stderr, '')
+    t.match(res.stdout, entry === server ? /\bstartServer\b/ : /\bmain\b.*\brun\b/)
+  }
 })

@@ -16,7 +16,7 @@ function newestSource (): number {
       newest = Math.max(newest, info.mtimeMs)
     }
   }
-  for (const entry of ['app.ts', 'server.ts', 'lib', 'plugins', 'routes']) visit(join(ROOT, entry))
+  for (const entry of ['app.ts', 'server.ts', 'cli', 'lib', 'plugins', 'routes']) visit(join(ROOT, entry))
   return newest
 }
 

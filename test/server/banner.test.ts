@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { formatBanner, type BannerInfo } from '../../lib/banner.js'
+import { formatBanner, type BannerInfo } from '../../cli/banner.js'
 import type { KvConfig } from '../../lib/config.js'
 import { verifyHash } from '../../lib/keys.js'
 import { VERSION } from '../../lib/version.js'

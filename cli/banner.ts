@@ -1,5 +1,5 @@
-import { formatGeneratedKeys } from './console.js'
-import type { GeneratedKey } from './registry.js'
+import { formatGeneratedKeys } from '../lib/console.js'
+import type { GeneratedKey } from '../lib/registry.js'
 
 export interface BannerProject {
   id: string
