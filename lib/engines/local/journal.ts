@@ -49,6 +49,8 @@ export class Journal implements Persistence {
   readonly #compaction: Compaction
   #attached: StoreView | null = null
   #revision: RevisionSource | null = null
+  /** The meta file of a new epoch could not be written at start-up: write it before the next append. */
+  #metaPending = false
   /** The files cannot be trusted to match the view (a new persistence): rewrite them before the next append. */
   #rewrite = false
   #closed = false
@@ -76,7 +78,8 @@ export class Journal implements Persistence {
     for (const name of found.temps) await unlink(join(dir, name)).catch(() => {})
     const revision = { epoch: found.epoch ?? newEpoch(), rev: found.rev }
     // A folder without an epoch (Simple-PyKV's, 1.0's, a new store) starts one now, before any write can name it.
-    if (found.epoch === null) await journal.#compaction.writeMeta(revision)
+    // A folder that cannot be written still loads, as in 1.0: the meta file is then written before the first append.
+    if (found.epoch === null) await journal.#compaction.writeMeta(revision).catch(() => { journal.#metaPending = true })
     return { persistence: journal, data: found.data, warnings: found.warnings, revision }
   }
 
@@ -174,6 +177,10 @@ export class Journal implements Persistence {
 
   /** Have the journal open for the next batch, first making the files again from the view when they cannot be trusted. */
   async #ready (): Promise<void> {
+    if (this.#metaPending) {
+      await this.#compaction.writeMeta(this.#currentRevision)
+      this.#metaPending = false
+    }
     if (!this.#stale) {
       if (this.#appender.isOpen) return
       // Someone else's files may stand where ours were (a folder replaced, a file deleted).

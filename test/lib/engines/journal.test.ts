@@ -379,6 +379,32 @@ t.test('a read-only folder: writes get 507, reads keep working, and writes work 
   t.same(values((await openStore(dir)).store), { a: 'A', b: 'B' })
 })
 
+t.test('a 1.0 folder (no meta file) that is read-only still loads; its epoch is written with the first write once it is writable', {
+  skip: MOUNT || !IS_ROOT ? false : 'root without mount rights: file modes do not stop root'
+}, async t => {
+  const mounted = MOUNT
+  const dir = mounted ? mountedDir(t) : join(t.testdir(), 'storage')
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(storeFileName(dir, ID), snapshotText([['a', rec('A')]]))
+  const makeReadOnly = (readOnly: boolean): void => {
+    if (mounted) execFileSync('mount', ['-o', `remount,${readOnly ? 'ro' : 'rw'}`, dir], { stdio: 'ignore' })
+    else chmodSync(dir, readOnly ? 0o500 : 0o700)
+  }
+  makeReadOnly(true)
+  const { store } = await openStore(dir)
+  t.same(values(store), { a: 'A' }, 'a read-only 1.0 folder can still be loaded, as in 1.0')
+  const { epoch } = await store.revision()
+  t.notOk(existsSync(metaFileName(dir, ID)))
+  await t.rejects(store.set('b', 'B'), { name: 'StorageUnavailableError', kind: 'storage_unavailable' })
+  makeReadOnly(false)
+  const b = await store.set('b', 'B')
+  t.same(meta(dir).epoch, epoch, 'the epoch the store has been using is the one written')
+  await store.close()
+  const again = await openStore(dir)
+  t.same(await again.store.revision(), { epoch, rev: b.version }, 'and it is kept after a restart')
+  await again.store.close()
+})
+
 t.test('a full disk (a small real file system): 507, nothing half-written, recovery once space is freed', {
   skip: MOUNT ? false : 'needs root with mount rights'
 }, async t => {
