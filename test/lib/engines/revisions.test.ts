@@ -472,3 +472,26 @@ t.test('epochs: a folder without a meta file starts one and writes it; a memory-
   await disk2.close()
   await backend.close()
 })
+
+t.test('a write that could not be made durable is no revision: the next write takes the number it would have had', async t => {
+  let failing = false
+  const appended: number[] = []
+  const flaky: Persistence = {
+    ...memoryOnly,
+    append: async changes => {
+      if (failing) throw new Error('disk gone')
+      for (const change of changes) appended.push(change.op === 'set' ? change.record.version ?? -1 : change.rev ?? -1)
+    }
+  }
+  const store = new LocalEngine(ID, new Map(), flaky)
+  await store.set('a', 1)
+  failing = true
+  await t.rejects(store.set('a', 2), { name: 'StorageUnavailableError' })
+  await t.rejects(Promise.all([store.delete('a'), store.clear(), store.txn([], [{ op: 'set', key: 'b', value: 1 }])]), { name: 'StorageUnavailableError' })
+  failing = false
+  t.equal(await rev(store), 1, 'the failed writes made no revision')
+  const next = await store.set('a', 3)
+  t.equal(next.version, 2, 'revisions stay one apart: no gap where the failed writes were')
+  t.same(appended, [1, 2], 'the durable history has no gap either')
+  await store.close()
+})
