@@ -297,8 +297,7 @@ export class LocalEngine implements KvEngine {
         results.push({ key: op.key, etag: etagOf(record) })
       }
       if (!writes) return Promise.resolve({ rev: this.#appliedRev, results })
-      if (keys > 0 && this.#keys + keys > this.#limits.maxKeys) throw new LimitExceededError(`Project '${this.projectId}' would exceed its maximum of ${this.#limits.maxKeys} keys`)
-      if (bytes > 0 && this.#bytes + bytes > this.#limits.maxBytes) throw new LimitExceededError(`Project '${this.projectId}' would exceed its maximum of ${this.#limits.maxBytes} bytes of values`)
+      this.#checkTotals(keys, bytes)
       this.#rev = version
       return this.#submit({ op: 'txn', rev: version, changes }).then(() => ({ rev: version, results }))
     })
@@ -387,12 +386,35 @@ export class LocalEngine implements KvEngine {
   }
 
   #checkLimits (record: KvRecord, previous: KvRecord | undefined): void {
-    const { maxValueBytes, maxKeys, maxBytes } = this.#limits
+    const { maxValueBytes } = this.#limits
     if (record.size_bytes > maxValueBytes) throw new LimitExceededError(`Value is larger than the maximum of ${maxValueBytes} bytes`)
-    if (previous === undefined && this.#keys >= maxKeys) throw new LimitExceededError(`Project '${this.projectId}' already holds the maximum of ${maxKeys} keys`)
-    if (this.#bytes - (previous?.size_bytes ?? 0) + record.size_bytes > maxBytes) {
-      throw new LimitExceededError(`Project '${this.projectId}' would exceed its maximum of ${maxBytes} bytes of values`)
+    this.#checkTotals(previous === undefined ? 1 : 0, record.size_bytes - (previous?.size_bytes ?? 0))
+  }
+
+  /**
+   * Refuses a write that adds `keys` keys and `bytes` value bytes when the
+   * store would pass its bounds. The running totals still hold keys that
+   * expired but are not reclaimed yet; those do not count, so they are
+   * taken off before refusing (a walk over the due keys, only then).
+   */
+  #checkTotals (keys: number, bytes: number): void {
+    const { maxKeys, maxBytes } = this.#limits
+    const over = (k: number, b: number): 'keys' | 'bytes' | null =>
+      keys > 0 && k + keys > maxKeys ? 'keys' : bytes > 0 && b + bytes > maxBytes ? 'bytes' : null
+    if (over(this.#keys, this.#bytes) === null) return
+    const now = this.#now()
+    let liveKeys = this.#keys
+    let liveBytes = this.#bytes
+    for (const [entry] of this.#due.entries()) {
+      if (Number(entry.slice(0, 16)) > now) break
+      const latest = this.#latest(entry.slice(17))
+      if (latest === undefined || this.#live(latest, now)) continue
+      liveKeys--
+      liveBytes -= latest.size_bytes
     }
+    const which = over(liveKeys, liveBytes)
+    if (which === 'keys') throw new LimitExceededError(`Project '${this.projectId}' already holds the maximum of ${maxKeys} keys`)
+    if (which === 'bytes') throw new LimitExceededError(`Project '${this.projectId}' would exceed its maximum of ${maxBytes} bytes of values`)
   }
 
   /** Recompute the totals from memory plus what is still pending. */
@@ -473,6 +495,8 @@ export class LocalEngine implements KvEngine {
         this.#overlay.clear()
         this.#clearSeq = 0
         this.#recount()
+        // The failed writes are no revisions: the next write takes the number after the last durable one.
+        this.#rev = this.#appliedRev
         const error = this.#unwritable(err)
         for (const p of failed) p.reject(error)
         continue
