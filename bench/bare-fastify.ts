@@ -3,7 +3,8 @@
 //   node dist/bench/bare-fastify.js <port> [keys]
 
 import Fastify from 'fastify';
-import { HOST, bareStore, portFromArgv } from './common.js';
+import { HOST } from '../test/support/net.js';
+import { bareStore, portFromArgv } from './common.js';
 
 const port = portFromArgv();
 const store = bareStore();

@@ -4,7 +4,8 @@
 //   node dist/bench/bare-http.js <port> [keys]
 
 import { createServer } from 'node:http';
-import { HOST, bareStore, portFromArgv } from './common.js';
+import { HOST } from '../test/support/net.js';
+import { bareStore, portFromArgv } from './common.js';
 
 const port = portFromArgv();
 const store = bareStore();

@@ -1,9 +1,7 @@
 // Small helpers shared by the benchmark harness and its bare child servers.
 
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 
-export const HOST = '127.0.0.1';
 export const VALUE_BYTES = 100;
 
 /** Store key for index i: fixed width so every path has the same length. */
@@ -36,29 +34,6 @@ export function makeValueFn(base: string = randomAscii(VALUE_BYTES)): (i: number
 /** 32 random bytes, base64url without padding: 43 characters (the server's key format). */
 export function newApiKey(): string {
   return randomBytes(32).toString('base64url');
-}
-
-/** Ask the kernel for a free TCP port on the loopback address. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, HOST, () => {
-      const addr = srv.address();
-      if (addr === null || typeof addr === 'string') {
-        srv.close();
-        reject(new Error('could not get a free port'));
-        return;
-      }
-      const port = addr.port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Port argument of a bare child server: argv[2], must be a valid TCP port. */

@@ -4,7 +4,7 @@
 // non-2xx answers are always visible.
 
 import autocannon from 'autocannon';
-import { HOST } from './common.js';
+import { HOST } from '../test/support/net.js';
 
 export type AcRequest = autocannon.Request;
 

@@ -3,20 +3,21 @@
 // process that is stopped at the end (or on error / Ctrl-C), every run is bounded.
 
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort, keyName, makeValueFn, newApiKey, sleep } from './common.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, httpRequest } from '../test/support/net.js';
+import { makeTempDir } from '../test/support/temp.js';
+import { keyName, makeValueFn, newApiKey } from './common.js';
 import { cpuSnap, cpuUse, machineBusyPct } from './cpu.js';
 import type { CpuUse } from './cpu.js';
 import { runLoad } from './load.js';
 import type { AcRequest, RunSpec, RunStats } from './load.js';
 import {
-  httpRequest,
   installCleanupHandlers,
-  logTail,
   msSince,
   readMem,
   registerTempDir,
@@ -467,7 +468,7 @@ async function verifySample(
   let mismatches = 0;
   let firstProblem: string | null = null;
   for (const i of idx) {
-    const res = await httpRequest(port, 'GET', storePath(project, keyName(i)) + '/value', bearer(apiKey));
+    const res = await httpRequest(port, 'GET', storePath(project, keyName(i)) + '/value', bearer(apiKey), undefined, { timeoutMs: 5000 });
     if (res.status !== 200 || res.body !== value(i)) {
       mismatches++;
       firstProblem ??= `${keyName(i)}: HTTP ${res.status} ${JSON.stringify(res.body.slice(0, 120))}`;
@@ -619,7 +620,7 @@ async function runReal(opts: Options, tmp: string, rows: Row[], floods: FloodRes
     const mem = readMem(srv.child.pid);
     info['rssAfterWorkloadsBytes'] = mem?.rssBytes ?? null;
     info['peakRssBytes'] = mem?.hwmBytes ?? null;
-    if (srv.child.exited) throw new Error(`server exited during the workloads:\n${logTail(srv.child)}`);
+    if (!srv.child.running) throw new Error(`server exited during the workloads:\n${srv.child.tail()}`);
   } finally {
     await stopServer(srv.child, 30_000);
   }
@@ -735,7 +736,7 @@ async function runMillion(opts: Options, tmp: string): Promise<MillionResult> {
     log(`RSS ${fmtMB(rssLoaded)}; settling 3 s`);
     await sleep(3000);
     const settled = readMem(srv.child.pid);
-    if (srv.child.exited) throw new Error(`server exited while loading:\n${logTail(srv.child)}`);
+    if (!srv.child.running) throw new Error(`server exited while loading:\n${srv.child.tail()}`);
 
     const stop = await stopChild(srv.child, 180_000);
     if (stop.killed) warn('server did not exit within 180 s of SIGTERM after the 1M load and was killed');
@@ -804,8 +805,8 @@ async function runMillion(opts: Options, tmp: string): Promise<MillionResult> {
       sampleMismatches: sample.mismatches,
     };
   } finally {
-    if (!srv.child.exited) await stopServer(srv.child, 60_000);
-    if (restarted !== null && !restarted.exited) await stopServer(restarted, 60_000);
+    if (srv.child.running) await stopServer(srv.child, 60_000);
+    if (restarted !== null && restarted.running) await stopServer(restarted, 60_000);
   }
   return result;
 }
@@ -835,7 +836,7 @@ async function main(): Promise<void> {
     if (!existsSync(ignore)) writeFileSync(ignore, '# CPU profiles written by npm run bench -- --profile\n*\n!.gitignore\n');
     log(`CPU profiles of the real server go to ${opts.profileDir}`);
   }
-  const tmp = mkdtempSync(join(opts.tmpdir, 'simple-kv-bench-'));
+  const tmp = makeTempDir('simple-kv-bench-', opts.tmpdir);
   registerTempDir(tmp);
 
   const machine = machineInfo(opts);

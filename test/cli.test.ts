@@ -6,8 +6,11 @@ import { verifyHash } from '../lib/keys.js'
 import { chooseLogFormat, parseCommandLine, run, UsageError, USAGE, type ServeCommand } from '../lib/cli.js'
 import type { KvConfig } from '../lib/config.js'
 import { VERSION } from '../lib/version.js'
-import { build, tempDir, testConfig } from './helper.js'
-import { freePort, ROOT, runCli, ServerProcess, writeConfig } from './server/proc.js'
+import { build, testConfig, writeConfig } from './support/app.js'
+import { freePort } from './support/net.js'
+import { runCli, ServerProcess } from './support/process.js'
+import { ROOT } from './support/root.js'
+import { tempDir } from './support/temp.js'
 
 const KEY_LINE = /^│ (system key|project '[^']+')\s+([A-Za-z0-9_-]{43})\s*│$/gm
 

@@ -2,7 +2,8 @@ import { pbkdf2Sync } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { build, tempDir } from './helper.js'
+import { build } from './support/app.js'
+import { tempDir } from './support/temp.js'
 
 function pykvHash (key: string, salt: Buffer, iterations = 200000): string {
   return `pbkdf2_sha256$${iterations}$${salt.toString('base64url')}$${pbkdf2Sync(key, salt, iterations, 32, 'sha256').toString('base64url')}`

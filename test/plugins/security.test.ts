@@ -4,7 +4,7 @@ import Fastify from 'fastify'
 import helmet from 'helmet'
 import t from 'tap'
 import { helmetHeaders, helmetOptions } from '../../plugins/security.js'
-import { build, proj, testConfig } from '../helper.js'
+import { build, proj, testConfig } from '../support/app.js'
 
 t.test('security headers on API, error and docs responses', async t => {
   const { app } = await build(t)

@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { build, proj, testConfig } from '../helper.js'
+import { build, proj, testConfig } from '../support/app.js'
 
 const base = '/api/v1/projects/p1/store'
 

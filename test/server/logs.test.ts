@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { PROJECT_KEY, SYSTEM_KEY, tempDir, testConfig } from '../helper.js'
-import { runInTerminal, ServerProcess, writeConfig, type Exit } from './proc.js'
+import { PROJECT_KEY, SYSTEM_KEY, testConfig, writeConfig } from '../support/app.js'
+import { type Exit, runInTerminal, ServerProcess } from '../support/process.js'
+import { tempDir } from '../support/temp.js'
 
 /** The stdout lines that are JSON log records (the banner is plain text between them). */
 function records (stdout: string): Array<Record<string, unknown>> {
