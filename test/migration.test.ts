@@ -71,7 +71,7 @@ t.test('a store file that does not parse stops start-up and is left untouched', 
   const file = join(dir, 'storage_data', 'p_store.json')
   for (const text of ['{"a": {"value": 1', '[1,2]', '{"a": 5}']) {
     writeFileSync(file, text)
-    await t.rejects(build(t, { dir }), new RegExp('p_store\\.json'))
+    await t.rejects(build(t, { dir }), /p_store\.json/)
     t.equal(readFileSync(file, 'utf8'), text)
   }
 })

@@ -92,6 +92,7 @@ t.test('on a terminal: coloured pretty logs and banner, chosen automatically; Ct
   const exit = await term.exited
   t.equal(exit.code, 0, 'script reports the server exited 0')
   const shown = term.output()
+  // eslint-disable-next-line no-control-regex -- the ANSI colour codes are what is checked
   t.match(shown, /\[\d\d:\d\d:\d\d\.\d{3}\] \x1b\[32mINFO\x1b\[39m: \x1b\[36mServer listening at http:\/\/127\.0\.0\.1:\d+/, 'pretty, coloured log line')
   t.match(shown, '\x1b[1m\x1b[36mSimple KV\x1b[39m\x1b[22m', 'coloured banner')
   t.match(shown, 'shutting down')
