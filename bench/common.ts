@@ -1,81 +1,56 @@
 // Small helpers shared by the benchmark harness and its bare child servers.
 
-import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
+import { randomBytes } from 'node:crypto'
 
-export const HOST = '127.0.0.1';
-export const VALUE_BYTES = 100;
+export const VALUE_BYTES = 100
 
 /** Store key for index i: fixed width so every path has the same length. */
-export function keyName(i: number): string {
-  return 'k' + String(i).padStart(7, '0');
+export function keyName (i: number): string {
+  return 'k' + String(i).padStart(7, '0')
 }
 
-const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 
 /** A random ASCII string of exactly n bytes (base64url alphabet). */
-export function randomAscii(n: number): string {
-  const bytes = randomBytes(n);
-  let s = '';
-  for (let i = 0; i < n; i++) s += ALPHABET[bytes[i]! & 63];
-  return s;
+export function randomAscii (n: number): string {
+  const bytes = randomBytes(n)
+  let s = ''
+  for (let i = 0; i < n; i++) s += ALPHABET[bytes[i]! & 63]
+  return s
 }
 
 /**
  * Deterministic 100-byte value for index i: a per-run random base with the index
  * written over its tail, so every key has a distinct, checkable value.
  */
-export function makeValueFn(base: string = randomAscii(VALUE_BYTES)): (i: number) => string {
-  if (base.length !== VALUE_BYTES) throw new Error('value base must be 100 bytes');
+export function makeValueFn (base: string = randomAscii(VALUE_BYTES)): (i: number) => string {
+  if (base.length !== VALUE_BYTES) throw new Error('value base must be 100 bytes')
   return (i: number) => {
-    const tag = ':' + i.toString(36);
-    return base.slice(0, VALUE_BYTES - tag.length) + tag;
-  };
+    const tag = ':' + i.toString(36)
+    return base.slice(0, VALUE_BYTES - tag.length) + tag
+  }
 }
 
 /** 32 random bytes, base64url without padding: 43 characters (the server's key format). */
-export function newApiKey(): string {
-  return randomBytes(32).toString('base64url');
-}
-
-/** Ask the kernel for a free TCP port on the loopback address. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, HOST, () => {
-      const addr = srv.address();
-      if (addr === null || typeof addr === 'string') {
-        srv.close();
-        reject(new Error('could not get a free port'));
-        return;
-      }
-      const port = addr.port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+export function newApiKey (): string {
+  return randomBytes(32).toString('base64url')
 }
 
 /** Port argument of a bare child server: argv[2], must be a valid TCP port. */
-export function portFromArgv(): number {
-  const port = Number(process.argv[2]);
+export function portFromArgv (): number {
+  const port = Number(process.argv[2])
   if (!Number.isInteger(port) || port <= 0 || port > 65535) {
-    process.stderr.write('usage: node <bare-server>.js <port> [keys]\n');
-    process.exit(2);
+    process.stderr.write('usage: node <bare-server>.js <port> [keys]\n')
+    process.exit(2)
   }
-  return port;
+  return port
 }
 
 /** The Map both bare servers serve from: `keys` entries of 100-byte values. */
-export function bareStore(): Map<string, string> {
-  const n = Number(process.argv[3] ?? 10_000);
-  const value = makeValueFn();
-  const map = new Map<string, string>();
-  for (let i = 0; i < n; i++) map.set(keyName(i), value(i));
-  return map;
+export function bareStore (): Map<string, string> {
+  const n = Number(process.argv[3] ?? 10_000)
+  const value = makeValueFn()
+  const map = new Map<string, string>()
+  for (let i = 0; i < n; i++) map.set(keyName(i), value(i))
+  return map
 }

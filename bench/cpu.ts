@@ -3,88 +3,88 @@
 // A load generator near 100% of a core, or other processes eating CPU, make the
 // numbers of that run suspect; the table shows both.
 
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 
-let clkTck = 100;
+let clkTck = 100
 {
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 2000 });
-  const n = Number(r.stdout?.trim());
-  if (r.status === 0 && Number.isInteger(n) && n > 0) clkTck = n;
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 2000 })
+  const n = Number(r.stdout?.trim())
+  if (r.status === 0 && Number.isInteger(n) && n > 0) clkTck = n
 }
 
 export interface CpuSnap {
-  t: bigint;
-  busy: number;
-  total: number;
-  server: number | null;
-  self: NodeJS.CpuUsage;
+  t: bigint
+  busy: number
+  total: number
+  server: number | null
+  self: NodeJS.CpuUsage
 }
 
 export interface CpuUse {
   /** Percent of one core. */
-  serverPct: number | null;
-  generatorPct: number;
-  otherPct: number | null;
+  serverPct: number | null
+  generatorPct: number
+  otherPct: number | null
 }
 
-function systemTicks(): { busy: number; total: number } {
+function systemTicks (): { busy: number, total: number } {
   try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
-    const f = line.trim().split(/\s+/).slice(1).map(Number);
-    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
-    const busy = user + nice + system + irq + softirq + steal;
-    return { busy, total: busy + idle + iowait };
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!
+    const f = line.trim().split(/\s+/).slice(1).map(Number)
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f
+    const busy = user + nice + system + irq + softirq + steal
+    return { busy, total: busy + idle + iowait }
   } catch {
-    return { busy: NaN, total: NaN };
+    return { busy: NaN, total: NaN }
   }
 }
 
 /** utime + stime of a process (all its threads), in ticks. */
-function processTicks(pid: number): number | null {
+function processTicks (pid: number): number | null {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     // after "pid (comm) ", field 3 (state) is f[0]; utime is field 14, stime field 15
-    return Number(f[11]) + Number(f[12]);
+    return Number(f[11]) + Number(f[12])
   } catch {
-    return null;
+    return null
   }
 }
 
-export function cpuSnap(serverPid: number | null): CpuSnap {
-  const s = systemTicks();
+export function cpuSnap (serverPid: number | null): CpuSnap {
+  const s = systemTicks()
   return {
     t: process.hrtime.bigint(),
     busy: s.busy,
     total: s.total,
     server: serverPid === null ? null : processTicks(serverPid),
-    self: process.cpuUsage(),
-  };
+    self: process.cpuUsage()
+  }
 }
 
-export function cpuUse(a: CpuSnap, b: CpuSnap): CpuUse {
-  const wall = Number(b.t - a.t) / 1e9;
-  const gen = (b.self.user - a.self.user + b.self.system - a.self.system) / 1e6;
-  const server = a.server === null || b.server === null ? null : (b.server - a.server) / clkTck;
-  const busy = (b.busy - a.busy) / clkTck;
-  const other = Number.isFinite(busy) ? Math.max(0, busy - gen - (server ?? 0)) : null;
-  const pct = (x: number) => Math.round((x / wall) * 1000) / 10;
+export function cpuUse (a: CpuSnap, b: CpuSnap): CpuUse {
+  const wall = Number(b.t - a.t) / 1e9
+  const gen = (b.self.user - a.self.user + b.self.system - a.self.system) / 1e6
+  const server = a.server === null || b.server === null ? null : (b.server - a.server) / clkTck
+  const busy = (b.busy - a.busy) / clkTck
+  const other = Number.isFinite(busy) ? Math.max(0, busy - gen - (server ?? 0)) : null
+  const pct = (x: number) => Math.round((x / wall) * 1000) / 10
   return {
     serverPct: server === null ? null : pct(server),
     generatorPct: pct(gen),
-    otherPct: other === null ? null : pct(other),
-  };
+    otherPct: other === null ? null : pct(other)
+  }
 }
 
 /** Percent of one core used by everything on the machine over `ms`. */
-export async function machineBusyPct(ms: number): Promise<number> {
-  const a = systemTicks();
-  const self0 = process.cpuUsage();
-  await new Promise((r) => setTimeout(r, ms));
-  const b = systemTicks();
-  const self = process.cpuUsage(self0);
-  const selfS = (self.user + self.system) / 1e6;
-  const busy = (b.busy - a.busy) / clkTck - selfS;
-  return Math.max(0, Math.round((busy / (ms / 1000)) * 1000) / 10);
+export async function machineBusyPct (ms: number): Promise<number> {
+  const a = systemTicks()
+  const self0 = process.cpuUsage()
+  await new Promise((resolve) => setTimeout(resolve, ms))
+  const b = systemTicks()
+  const self = process.cpuUsage(self0)
+  const selfS = (self.user + self.system) / 1e6
+  const busy = (b.busy - a.busy) / clkTck - selfS
+  return Math.max(0, Math.round((busy / (ms / 1000)) * 1000) / 10)
 }

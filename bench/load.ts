@@ -3,106 +3,106 @@
 // too coarse for a loopback p50), and status codes are counted per code so
 // non-2xx answers are always visible.
 
-import autocannon from 'autocannon';
-import { HOST } from './common.js';
+import autocannon from 'autocannon'
+import { HOST } from '../test/support/net.js'
 
-export type AcRequest = autocannon.Request;
+export type AcRequest = autocannon.Request
 
 /** Latency histogram: 1 µs buckets up to 100 ms, then 100 µs buckets up to 10 s. */
 class LatencyHistogram {
-  private static readonly FINE = 100_000;
-  private static readonly COARSE = 99_000;
-  private readonly counts = new Uint32Array(LatencyHistogram.FINE + LatencyHistogram.COARSE + 1);
-  count = 0;
-  sumMs = 0;
-  maxMs = 0;
+  private static readonly FINE = 100_000
+  private static readonly COARSE = 99_000
+  private readonly counts = new Uint32Array(LatencyHistogram.FINE + LatencyHistogram.COARSE + 1)
+  count = 0
+  sumMs = 0
+  maxMs = 0
 
-  record(ms: number): void {
-    const us = Math.max(0, Math.round(ms * 1000));
+  record (ms: number): void {
+    const us = Math.max(0, Math.round(ms * 1000))
     const idx =
       us < LatencyHistogram.FINE
         ? us
-        : Math.min(LatencyHistogram.FINE + Math.floor((us - LatencyHistogram.FINE) / 100), this.counts.length - 1);
-    this.counts[idx]!++;
-    this.count++;
-    this.sumMs += ms;
-    if (ms > this.maxMs) this.maxMs = ms;
+        : Math.min(LatencyHistogram.FINE + Math.floor((us - LatencyHistogram.FINE) / 100), this.counts.length - 1)
+    this.counts[idx]!++
+    this.count++
+    this.sumMs += ms
+    if (ms > this.maxMs) this.maxMs = ms
   }
 
   /** Value (ms) at quantile q in [0,1]. */
-  quantile(q: number): number {
-    if (this.count === 0) return NaN;
-    const rank = Math.max(1, Math.ceil(q * this.count));
-    let seen = 0;
+  quantile (q: number): number {
+    if (this.count === 0) return NaN
+    const rank = Math.max(1, Math.ceil(q * this.count))
+    let seen = 0
     for (let i = 0; i < this.counts.length; i++) {
-      seen += this.counts[i]!;
+      seen += this.counts[i]!
       if (seen >= rank) {
-        const us = i < LatencyHistogram.FINE ? i : LatencyHistogram.FINE + (i - LatencyHistogram.FINE) * 100;
-        return us / 1000;
+        const us = i < LatencyHistogram.FINE ? i : LatencyHistogram.FINE + (i - LatencyHistogram.FINE) * 100
+        return us / 1000
       }
     }
-    return this.maxMs;
+    return this.maxMs
   }
 }
 
 export interface LatencySummary {
-  mean: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
+  mean: number
+  p50: number
+  p90: number
+  p99: number
+  p999: number
+  max: number
 }
 
 export interface RunStats {
-  connections: number;
-  pipelining: number;
-  seconds: number;
-  responses: number;
-  ok: number;
-  non2xx: number;
-  statusCounts: Record<string, number>;
+  connections: number
+  pipelining: number
+  seconds: number
+  responses: number
+  ok: number
+  non2xx: number
+  statusCounts: Record<string, number>
   /** autocannon connection errors (timeouts included). */
-  errors: number;
-  timeouts: number;
+  errors: number
+  timeouts: number
   /** 2xx answers per second. */
-  okPerSec: number;
+  okPerSec: number
   /** All answers per second, whatever their status. */
-  respPerSec: number;
-  latencyMs: LatencySummary;
+  respPerSec: number
+  latencyMs: LatencySummary
   /** True when the harness watchdog had to stop the run. */
-  watchdogStopped: boolean;
+  watchdogStopped: boolean
 }
 
 export interface RunSpec {
-  port: number;
-  connections: number;
+  port: number
+  connections: number
   /** Seconds; ignored when `amount` is set. */
-  duration?: number;
+  duration?: number
   /** Exact number of requests to send, then stop. */
-  amount?: number;
-  pipelining?: number;
-  method?: AcRequest['method'];
-  path?: string;
-  headers?: Record<string, string>;
-  body?: string;
+  amount?: number
+  pipelining?: number
+  method?: AcRequest['method']
+  path?: string
+  headers?: Record<string, string>
+  body?: string
   /** Default request list (every connection starts from it). */
-  requests?: AcRequest[];
+  requests?: AcRequest[]
   /** Per-connection request list; pre-built once, then cycled without re-encoding. */
-  poolFor?: (connectionIndex: number) => AcRequest[];
+  poolFor?: (connectionIndex: number) => AcRequest[]
   /** Hard stop after this many ms whatever happens. */
-  watchdogMs: number;
+  watchdogMs: number
   /** Called every 10 s with the answers so far (long loads). */
-  onProgress?: (responses: number, ok: number) => void;
+  onProgress?: (responses: number, ok: number) => void
 }
 
-export function runLoad(spec: RunSpec): Promise<RunStats> {
-  const hist = new LatencyHistogram();
-  const statusCounts: Record<string, number> = {};
-  let ok = 0;
-  let responses = 0;
-  let connIndex = 0;
-  const poolFor = spec.poolFor;
+export function runLoad (spec: RunSpec): Promise<RunStats> {
+  const hist = new LatencyHistogram()
+  const statusCounts: Record<string, number> = {}
+  let ok = 0
+  let responses = 0
+  let connIndex = 0
+  const poolFor = spec.poolFor
 
   const opts: autocannon.Options = {
     url: `http://${HOST}:${spec.port}${spec.path ?? '/'}`,
@@ -117,26 +117,30 @@ export function runLoad(spec: RunSpec): Promise<RunStats> {
     ...(poolFor !== undefined
       ? {
           setupClient: (client: autocannon.Client) => {
-            client.setRequests(poolFor(connIndex++));
-          },
+            client.setRequests(poolFor(connIndex++))
+          }
         }
-      : {}),
-  };
+      : {})
+  }
 
   return new Promise<RunStats>((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    let watchdogStopped = false;
-    let watchdog: NodeJS.Timeout | undefined;
-    const onProgress = spec.onProgress;
-    const progress = onProgress === undefined ? undefined : setInterval(() => onProgress(responses, ok), 10_000);
+    const t0 = process.hrtime.bigint()
+    let watchdogStopped = false
+    // The run stops itself after its duration; this stops one that hangs.
+    const watchdog = setTimeout(() => {
+      watchdogStopped = true
+      instance.stop()
+    }, spec.watchdogMs)
+    const onProgress = spec.onProgress
+    const progress = onProgress === undefined ? undefined : setInterval(() => onProgress(responses, ok), 10_000)
     const instance = autocannon(opts, (err: unknown, result: autocannon.Result) => {
-      if (watchdog !== undefined) clearTimeout(watchdog);
-      if (progress !== undefined) clearInterval(progress);
+      clearTimeout(watchdog)
+      if (progress !== undefined) clearInterval(progress)
       if (err) {
-        reject(err instanceof Error ? err : new Error(String(err)));
-        return;
+        reject(err instanceof Error ? err : new Error(String(err)))
+        return
       }
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9
       resolve({
         connections: spec.connections,
         pipelining: spec.pipelining ?? 1,
@@ -155,29 +159,25 @@ export function runLoad(spec: RunSpec): Promise<RunStats> {
           p90: hist.quantile(0.9),
           p99: hist.quantile(0.99),
           p999: hist.quantile(0.999),
-          max: hist.maxMs,
+          max: hist.maxMs
         },
-        watchdogStopped,
-      });
-    });
+        watchdogStopped
+      })
+    })
     instance.on('response', (_client: autocannon.Client, statusCode: number, _bytes: number, ms: number) => {
-      responses++;
-      if (statusCode >= 200 && statusCode < 300) ok++;
-      const k = String(statusCode);
-      statusCounts[k] = (statusCounts[k] ?? 0) + 1;
-      hist.record(ms);
-    });
-    watchdog = setTimeout(() => {
-      watchdogStopped = true;
-      instance.stop();
-    }, spec.watchdogMs);
-  });
+      responses++
+      if (statusCode >= 200 && statusCode < 300) ok++
+      const k = String(statusCode)
+      statusCounts[k] = (statusCounts[k] ?? 0) + 1
+      hist.record(ms)
+    })
+  })
 }
 
 /** "404:12 500:3" for every non-2xx status seen. */
-export function describeNon2xx(stats: RunStats): string {
+export function describeNon2xx (stats: RunStats): string {
   return Object.entries(stats.statusCounts)
     .filter(([code]) => !code.startsWith('2'))
     .map(([code, n]) => `${code}:${n}`)
-    .join(' ');
+    .join(' ')
 }

@@ -1,119 +1,119 @@
 // Table printing and the target check for the benchmark harness.
 
-import { describeNon2xx } from './load.js';
-import type { CpuUse } from './cpu.js';
-import type { RunStats } from './load.js';
-import type { WorkloadId } from './workloads.js';
+import { describeNon2xx } from './load.js'
+import type { CpuUse } from './cpu.js'
+import type { RunStats } from './load.js'
+import type { WorkloadId } from './workloads.js'
 
 export interface Row {
   /** Workload id, or a derived id for the flood's three rows. */
-  id: WorkloadId | 'flood-undisturbed' | 'flood-good' | 'flood-attack';
-  label: string;
-  connections: number;
-  stats: RunStats;
+  id: WorkloadId | 'flood-undisturbed' | 'flood-good' | 'flood-attack'
+  label: string
+  connections: number
+  stats: RunStats
   /** CPU use during the measured run (percent of one core). */
-  cpu?: CpuUse;
+  cpu?: CpuUse
   /** Statuses this row is expected to get; anything else is flagged. */
-  expect: '2xx' | '401';
+  expect: '2xx' | '401'
   /** okPerSec (or 401/s for the attack row) over bare Fastify at the same connection count. */
-  ratio: number | null;
+  ratio: number | null
   /** The bare Fastify run measured right before this one, at the same connections (the ratio's denominator). */
-  pairedBare?: { okPerSec: number; p99Ms: number; cpu: CpuUse };
+  pairedBare?: { okPerSec: number, p99Ms: number, cpu: CpuUse }
 }
 
 export interface FloodResult {
-  connections: number;
-  floodConnections: number;
-  undisturbedOkPerSec: number;
-  disturbedOkPerSec: number;
+  connections: number
+  floodConnections: number
+  undisturbedOkPerSec: number
+  disturbedOkPerSec: number
   /** disturbed / undisturbed good-key rate. */
-  ratio: number;
-  disturbedP99Ms: number;
-  attackPerSec: number;
+  ratio: number
+  disturbedP99Ms: number
+  attackPerSec: number
   /** Wrong keys that were answered 2xx: must be 0. */
-  wrongKeysAccepted: number;
+  wrongKeysAccepted: number
 }
 
 export interface ControlCheck {
-  connections: number;
-  bareHttp: number;
-  bareFastify: number;
-  ratio: number;
-  ok: boolean;
+  connections: number
+  bareHttp: number
+  bareFastify: number
+  ratio: number
+  ok: boolean
   /** False where the check does not apply (one connection: latency-bound). */
-  checked: boolean;
+  checked: boolean
 }
 
 export interface MillionResult {
-  keys: number;
+  keys: number
   /** put: every key PUT through the API; file: store file written before the first start. */
-  loadMode: 'put' | 'file';
-  loadConnections: number | null;
-  loadSeconds: number | null;
-  loadOkPerSec: number | null;
-  loadNon2xx: number;
-  loadStatusCounts: Record<string, number>;
-  loadErrors: number;
+  loadMode: 'put' | 'file'
+  loadConnections: number | null
+  loadSeconds: number | null
+  loadOkPerSec: number | null
+  loadNon2xx: number
+  loadStatusCounts: Record<string, number>
+  loadErrors: number
   /** file mode: spawn to ready with the keys, first start. */
-  fileStartMs: number | null;
-  rssEmptyBytes: number | null;
-  rssLoadedBytes: number | null;
-  rssAfterSettleBytes: number | null;
-  peakRssBytes: number | null;
-  shutdownMs: number | null;
-  shutdownExit: string | null;
-  shutdownKilled: boolean;
-  storageBytes: number;
-  storageFiles: Record<string, number>;
-  restartToFirstGetMs: number | null;
-  restartError: string | null;
-  rssAfterRestartBytes: number | null;
-  sampleChecked: number;
-  sampleMismatches: number;
+  fileStartMs: number | null
+  rssEmptyBytes: number | null
+  rssLoadedBytes: number | null
+  rssAfterSettleBytes: number | null
+  peakRssBytes: number | null
+  shutdownMs: number | null
+  shutdownExit: string | null
+  shutdownKilled: boolean
+  storageBytes: number
+  storageFiles: Record<string, number>
+  restartToFirstGetMs: number | null
+  restartError: string | null
+  rssAfterRestartBytes: number | null
+  sampleChecked: number
+  sampleMismatches: number
 }
 
 export interface TargetCheck {
-  target: string;
-  actual: string;
-  verdict: 'PASS' | 'MISS' | 'n/a';
+  target: string
+  actual: string
+  verdict: 'PASS' | 'MISS' | 'n/a'
   /** Other processes used > 25% of a core during a run this verdict rests on. */
-  noisy?: boolean;
+  noisy?: boolean
 }
 
-const NOISY_PCT = 25;
-const isNoisy = (...rs: (Row | undefined)[]) => rs.some((r) => (r?.cpu?.otherPct ?? 0) > NOISY_PCT);
+const NOISY_PCT = 25
+const isNoisy = (...rs: (Row | undefined)[]) => rs.some((r) => (r?.cpu?.otherPct ?? 0) > NOISY_PCT)
 
-export const fmtInt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-');
-export const fmtMs = (n: number) => (Number.isFinite(n) ? n.toFixed(n < 10 ? 3 : 1) : '-');
-export const fmtRatio = (n: number | null) => (n === null || !Number.isFinite(n) ? '-' : n.toFixed(2));
-export const fmtMB = (b: number | null) => (b === null ? '-' : `${(b / 1e6).toFixed(1)} MB`);
+export const fmtInt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-')
+export const fmtMs = (n: number) => (Number.isFinite(n) ? n.toFixed(n < 10 ? 3 : 1) : '-')
+export const fmtRatio = (n: number | null) => (n === null || !Number.isFinite(n) ? '-' : n.toFixed(2))
+export const fmtMB = (b: number | null) => (b === null ? '-' : `${(b / 1e6).toFixed(1)} MB`)
 
-function pad(s: string, w: number, right = false): string {
-  return right ? s.padStart(w) : s.padEnd(w);
+function pad (s: string, w: number, right = false): string {
+  return right ? s.padStart(w) : s.padEnd(w)
 }
 
-export function rowRate(row: Row): number {
-  return row.expect === '401' ? row.stats.respPerSec : row.stats.okPerSec;
+export function rowRate (row: Row): number {
+  return row.expect === '401' ? row.stats.respPerSec : row.stats.okPerSec
 }
 
 /** Problems with a row's answers: unexpected statuses, connection errors, timeouts. */
-export function rowProblems(row: Row): string {
-  const s = row.stats;
-  const parts: string[] = [];
+export function rowProblems (row: Row): string {
+  const s = row.stats
+  const parts: string[] = []
   if (row.expect === '2xx') {
-    if (s.non2xx > 0) parts.push(`non-2xx ${describeNon2xx(s)}`);
+    if (s.non2xx > 0) parts.push(`non-2xx ${describeNon2xx(s)}`)
   } else {
-    const other = Object.entries(s.statusCounts).filter(([c]) => c !== '401');
-    if (other.length > 0) parts.push(`not 401: ${other.map(([c, n]) => `${c}:${n}`).join(' ')}`);
+    const other = Object.entries(s.statusCounts).filter(([c]) => c !== '401')
+    if (other.length > 0) parts.push(`not 401: ${other.map(([c, n]) => `${c}:${n}`).join(' ')}`)
   }
-  if (s.errors > 0) parts.push(`conn errors ${s.errors}${s.timeouts > 0 ? ` (timeouts ${s.timeouts})` : ''}`);
-  if (s.watchdogStopped) parts.push('stopped by watchdog');
-  return parts.join('; ');
+  if (s.errors > 0) parts.push(`conn errors ${s.errors}${s.timeouts > 0 ? ` (timeouts ${s.timeouts})` : ''}`)
+  if (s.watchdogStopped) parts.push('stopped by watchdog')
+  return parts.join('; ')
 }
 
-export function renderTable(rows: Row[]): string {
-  const head = ['workload', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'bare req/s', 'ratio', 'non-2xx', 'cpu% srv/gen/other', 'problems'];
-  const pct = (x: number | null | undefined) => (x === null || x === undefined ? '-' : String(Math.round(x)));
+export function renderTable (rows: Row[]): string {
+  const head = ['workload', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'bare req/s', 'ratio', 'non-2xx', 'cpu% srv/gen/other', 'problems']
+  const pct = (x: number | null | undefined) => (x === null || x === undefined ? '-' : String(Math.round(x)))
   const body = rows.map((r) => [
     r.label + (r.expect === '401' ? ' [401/s]' : ''),
     String(r.connections),
@@ -124,70 +124,70 @@ export function renderTable(rows: Row[]): string {
     fmtRatio(r.ratio),
     fmtInt(r.stats.non2xx),
     r.cpu === undefined ? '-' : `${pct(r.cpu.serverPct)}/${pct(r.cpu.generatorPct)}/${pct(r.cpu.otherPct)}`,
-    rowProblems(r) === '' ? '' : `!! ${rowProblems(r)}`,
-  ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const rightAligned = [false, true, true, true, true, true, true, true, true, false];
-  const line = (cells: string[]) => cells.map((c, i) => pad(c, widths[i]!, rightAligned[i])).join('  ').trimEnd();
-  const sep = widths.map((w) => '-'.repeat(w)).join('  ');
-  return [line(head), sep, ...body.map(line)].join('\n');
+    rowProblems(r) === '' ? '' : `!! ${rowProblems(r)}`
+  ])
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)))
+  const rightAligned = [false, true, true, true, true, true, true, true, true, false]
+  const line = (cells: string[]) => cells.map((c, i) => pad(c, widths[i]!, rightAligned[i])).join('  ').trimEnd()
+  const sep = widths.map((w) => '-'.repeat(w)).join('  ')
+  return [line(head), sep, ...body.map(line)].join('\n')
 }
 
-function find(rows: Row[], id: Row['id'], connections: number): Row | undefined {
-  return rows.find((r) => r.id === id && r.connections === connections);
+function find (rows: Row[], id: Row['id'], connections: number): Row | undefined {
+  return rows.find((r) => r.id === id && r.connections === connections)
 }
 
-const NOT_RUN: Omit<TargetCheck, 'target'> = { actual: 'not run', verdict: 'n/a' };
+const NOT_RUN: Omit<TargetCheck, 'target'> = { actual: 'not run', verdict: 'n/a' }
 
-export function checkTargets(
+export function checkTargets (
   rows: Row[],
   floods: FloodResult[],
   million: MillionResult | null,
-  millionTargetKeys: number,
+  millionTargetKeys: number
 ): TargetCheck[] {
-  const out: TargetCheck[] = [];
+  const out: TargetCheck[] = []
   const ratioTarget = (id: Row['id'], label: string, conns: number, min: number) => {
-    const target = `${label} @${conns}: >= ${min.toFixed(2)} x bare Fastify`;
-    const r = find(rows, id, conns);
+    const target = `${label} @${conns}: >= ${min.toFixed(2)} x bare Fastify`
+    const r = find(rows, id, conns)
     if (r === undefined || r.ratio === null) {
-      out.push({ target, ...NOT_RUN });
-      return;
+      out.push({ target, ...NOT_RUN })
+      return
     }
-    const bareRow = find(rows, 'bare-fastify', conns);
-    const bare = rowRate(r) / r.ratio;
+    const bareRow = find(rows, 'bare-fastify', conns)
+    const bare = rowRate(r) / r.ratio
     out.push({
       target,
       actual: `${r.ratio.toFixed(3)} (${fmtInt(rowRate(r))} vs ${fmtInt(bare)} req/s${r.pairedBare === undefined ? '' : ' paired'})`,
       verdict: r.ratio >= min ? 'PASS' : 'MISS',
-      noisy: r.pairedBare === undefined ? isNoisy(r, bareRow) : isNoisy(r) || (r.pairedBare.cpu.otherPct ?? 0) > NOISY_PCT,
-    });
-  };
+      noisy: r.pairedBare === undefined ? isNoisy(r, bareRow) : isNoisy(r) || (r.pairedBare.cpu.otherPct ?? 0) > NOISY_PCT
+    })
+  }
   const p99Target = (id: Row['id'], label: string, conns: number, maxMs: number) => {
-    const target = `${label} @${conns}: p99 <= ${maxMs} ms`;
-    const r = find(rows, id, conns);
+    const target = `${label} @${conns}: p99 <= ${maxMs} ms`
+    const r = find(rows, id, conns)
     if (r === undefined) {
-      out.push({ target, ...NOT_RUN });
-      return;
+      out.push({ target, ...NOT_RUN })
+      return
     }
-    const p99 = r.stats.latencyMs.p99;
-    out.push({ target, actual: `${fmtMs(p99)} ms`, verdict: p99 <= maxMs ? 'PASS' : 'MISS', noisy: isNoisy(r) });
-  };
+    const p99 = r.stats.latencyMs.p99
+    out.push({ target, actual: `${fmtMs(p99)} ms`, verdict: p99 <= maxMs ? 'PASS' : 'MISS', noisy: isNoisy(r) })
+  }
 
-  ratioTarget('get-record', 'GET record', 64, 0.8);
-  p99Target('get-record', 'GET record', 64, 5);
-  ratioTarget('get-raw', 'GET raw value', 64, 0.8);
-  p99Target('get-raw', 'GET raw value', 64, 5);
-  ratioTarget('put-mem', 'PUT in-memory', 64, 0.7);
-  ratioTarget('put-disk', 'PUT on-disk', 64, 0.5);
-  ratioTarget('put-disk', 'PUT on-disk', 1, 0.25);
+  ratioTarget('get-record', 'GET record', 64, 0.8)
+  p99Target('get-record', 'GET record', 64, 5)
+  ratioTarget('get-raw', 'GET raw value', 64, 0.8)
+  p99Target('get-raw', 'GET raw value', 64, 5)
+  ratioTarget('put-mem', 'PUT in-memory', 64, 0.7)
+  ratioTarget('put-disk', 'PUT on-disk', 64, 0.5)
+  ratioTarget('put-disk', 'PUT on-disk', 1, 0.25)
 
   if (floods.length === 0) {
-    out.push({ target: 'wrong-key flood: good GETs >= 0.50 of undisturbed', ...NOT_RUN });
+    out.push({ target: 'wrong-key flood: good GETs >= 0.50 of undisturbed', ...NOT_RUN })
   }
   for (const f of floods) {
     // With one good connection the stream is a latency-bound ping-pong that any second
     // connection roughly halves; the verdict is given where the server is under load.
-    const judged = f.connections >= 8;
+    const judged = f.connections >= 8
     out.push({
       target: `wrong-key flood (${f.floodConnections} attack conns) beside ${f.connections} good conns: good GETs >= 0.50 of undisturbed`,
       actual:
@@ -195,25 +195,25 @@ export function checkTargets(
         `good p99 ${fmtMs(f.disturbedP99Ms)} ms, attack ${fmtInt(f.attackPerSec)} 401/s)` +
         (judged ? '' : ' [information only at one connection]'),
       verdict: !judged ? 'n/a' : f.ratio >= 0.5 && f.wrongKeysAccepted === 0 ? 'PASS' : 'MISS',
-      noisy: isNoisy(find(rows, 'flood-undisturbed', f.connections), find(rows, 'flood-good', f.connections)),
-    });
+      noisy: isNoisy(find(rows, 'flood-undisturbed', f.connections), find(rows, 'flood-good', f.connections))
+    })
     if (f.wrongKeysAccepted > 0) {
       out.push({
         target: 'wrong-key flood: no wrong key accepted',
         actual: `${f.wrongKeysAccepted} wrong keys answered 2xx`,
-        verdict: 'MISS',
-      });
+        verdict: 'MISS'
+      })
     }
   }
 
-  const rssT = `1,000,000 keys x 100 B: RSS <= 400 MB`;
-  const rstT = `1,000,000 keys: restart to first served GET <= 5 s`;
+  const rssT = '1,000,000 keys x 100 B: RSS <= 400 MB'
+  const rstT = '1,000,000 keys: restart to first served GET <= 5 s'
   if (million === null) {
-    out.push({ target: rssT, ...NOT_RUN }, { target: rstT, ...NOT_RUN });
+    out.push({ target: rssT, ...NOT_RUN }, { target: rstT, ...NOT_RUN })
   } else {
-    const partial = million.keys < millionTargetKeys ? ` [only ${fmtInt(million.keys)} keys loaded]` : '';
-    const loadBroken = million.loadNon2xx > 0 || million.loadErrors > 0 || million.sampleMismatches > 0;
-    const rss = million.rssAfterSettleBytes;
+    const partial = million.keys < millionTargetKeys ? ` [only ${fmtInt(million.keys)} keys loaded]` : ''
+    const loadBroken = million.loadNon2xx > 0 || million.loadErrors > 0 || million.sampleMismatches > 0
+    const rss = million.rssAfterSettleBytes
     out.push({
       target: rssT,
       actual:
@@ -221,25 +221,25 @@ export function checkTargets(
           ? 'not measured'
           : `${fmtMB(rss)} (right after load ${fmtMB(million.rssLoadedBytes)}, peak ${fmtMB(million.peakRssBytes)}, ` +
             `empty ${fmtMB(million.rssEmptyBytes)}; keys loaded by ${million.loadMode === 'put' ? 'PUT' : 'store file'})${partial}`,
-      verdict: rss === null || partial !== '' || loadBroken ? 'n/a' : rss <= 400e6 ? 'PASS' : 'MISS',
-    });
-    const ms = million.restartToFirstGetMs;
+      verdict: rss === null || partial !== '' || loadBroken ? 'n/a' : rss <= 400e6 ? 'PASS' : 'MISS'
+    })
+    const ms = million.restartToFirstGetMs
     out.push({
       target: rstT,
       actual: ms === null ? `failed: ${million.restartError ?? '?'}` : `${(ms / 1000).toFixed(3)} s${partial}`,
-      verdict: partial !== '' || loadBroken ? 'n/a' : ms !== null && ms <= 5000 ? 'PASS' : 'MISS',
-    });
+      verdict: partial !== '' || loadBroken ? 'n/a' : ms !== null && ms <= 5000 ? 'PASS' : 'MISS'
+    })
   }
-  return out;
+  return out
 }
 
-export function renderTargets(checks: TargetCheck[]): string {
-  const w = Math.max(...checks.map((c) => c.target.length));
+export function renderTargets (checks: TargetCheck[]): string {
+  const w = Math.max(...checks.map((c) => c.target.length))
   const lines = checks.map(
-    (c) => `${(c.verdict + (c.noisy === true && c.verdict !== 'n/a' ? '?' : '')).padEnd(5)}  ${c.target.padEnd(w)}  ${c.actual}`,
-  );
+    (c) => `${(c.verdict + (c.noisy === true && c.verdict !== 'n/a' ? '?' : '')).padEnd(5)}  ${c.target.padEnd(w)}  ${c.actual}`
+  )
   if (checks.some((c) => c.noisy === true && c.verdict !== 'n/a')) {
-    lines.push(`PASS? / MISS?: other processes used > ${NOISY_PCT}% of a core during a run this rests on; rerun on a quiet machine`);
+    lines.push(`PASS? / MISS?: other processes used > ${NOISY_PCT}% of a core during a run this rests on; rerun on a quiet machine`)
   }
-  return lines.join('\n');
+  return lines.join('\n')
 }

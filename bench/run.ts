@@ -2,21 +2,22 @@
 // `--help` lists the flags. Everything runs on 127.0.0.1, every server is a child
 // process that is stopped at the end (or on error / Ctrl-C), every run is bounded.
 
-import { spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { freePort, keyName, makeValueFn, newApiKey, sleep } from './common.js';
-import { cpuSnap, cpuUse, machineBusyPct } from './cpu.js';
-import type { CpuUse } from './cpu.js';
-import { runLoad } from './load.js';
-import type { AcRequest, RunSpec, RunStats } from './load.js';
+import { spawnSync } from 'node:child_process'
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { freePort, httpRequest } from '../test/support/net.js'
+import { makeTempDir } from '../test/support/temp.js'
+import { keyName, makeValueFn, newApiKey } from './common.js'
+import { cpuSnap, cpuUse, machineBusyPct } from './cpu.js'
+import type { CpuUse } from './cpu.js'
+import { runLoad } from './load.js'
+import type { AcRequest, RunSpec, RunStats } from './load.js'
 import {
-  httpRequest,
   installCleanupHandlers,
-  logTail,
   msSince,
   readMem,
   registerTempDir,
@@ -24,11 +25,11 @@ import {
   spawnChild,
   spawnHistory,
   stopChild,
-  waitForOk,
-} from './proc.js';
-import type { Child } from './proc.js';
-import { checkTargets, fmtInt, fmtMB, fmtMs, renderTable, renderTargets, rowProblems, rowRate } from './report.js';
-import type { ControlCheck, FloodResult, MillionResult, Row } from './report.js';
+  waitForOk
+} from './proc.js'
+import type { Child } from './proc.js'
+import { checkTargets, fmtInt, fmtMB, fmtMs, renderTable, renderTargets, rowProblems, rowRate } from './report.js'
+import type { ControlCheck, FloodResult, MillionResult, Row } from './report.js'
 import {
   WORKLOAD_IDS,
   WORKLOAD_LABELS,
@@ -36,13 +37,13 @@ import {
   getPool,
   mixedPool,
   putPool,
-  storePath,
-} from './workloads.js';
-import type { WorkloadId } from './workloads.js';
+  storePath
+} from './workloads.js'
+import type { WorkloadId } from './workloads.js'
 
-const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
-const REPO = resolve(HERE, '..', '..');
-const RESULTS_DIR = join(REPO, 'bench', 'results');
+const HERE = dirname(fileURLToPath(import.meta.url)) // dist/bench
+const REPO = resolve(HERE, '..', '..')
+const RESULTS_DIR = join(REPO, 'bench', 'results')
 
 const HELP = `Simple KV benchmark harness
 
@@ -88,56 +89,56 @@ usage: npm run bench -- [flags]        (or: node dist/bench/run.js [flags] after
   --max-minutes <n>         hard limit for the whole run (default 30)
   --strict                  exit with code 3 if any target is missed
   --help                    this text
-`;
+`
 
 interface Options {
-  duration: number;
-  warmup: number;
-  connections: number[];
-  only: Set<WorkloadId>;
+  duration: number
+  warmup: number
+  connections: number[]
+  only: Set<WorkloadId>
   /** The 1,000,000-key memory and restart part. */
-  million: boolean;
-  keys: number;
-  floodConnections: number | null;
-  durability: string | null;
-  server: string;
-  nodeArgs: string[];
-  bareOnly: boolean;
+  million: boolean
+  keys: number
+  floodConnections: number | null
+  durability: string | null
+  server: string
+  nodeArgs: string[]
+  bareOnly: boolean
   /** Measure bare Fastify again right before each real-server workload run and take the ratio to that. */
-  pair: boolean;
-  millionKeys: number;
-  millionConnections: number;
-  millionLoad: 'put' | 'file';
-  quick: boolean;
-  tmpdir: string;
-  keepTemp: boolean;
-  controlMargin: number;
-  maxMinutes: number;
-  strict: boolean;
-  pin: boolean;
-  quietWait: number;
-  profileDir: string | null;
+  pair: boolean
+  millionKeys: number
+  millionConnections: number
+  millionLoad: 'put' | 'file'
+  quick: boolean
+  tmpdir: string
+  keepTemp: boolean
+  controlMargin: number
+  maxMinutes: number
+  strict: boolean
+  pin: boolean
+  quietWait: number
+  profileDir: string | null
 }
 
 /** taskset CPU list for servers when --pin is on, else null. */
-let serverCpus: string | null = null;
+let serverCpus: string | null = null
 
-function fail(msg: string): never {
-  process.stderr.write(`bench: ${msg}\n`);
-  process.exit(2);
+function fail (msg: string): never {
+  process.stderr.write(`bench: ${msg}\n`)
+  process.exit(2)
 }
 
-function num(v: string | undefined, name: string, def: number, min: number, integer = false): number {
-  if (v === undefined) return def;
-  const n = Number(v);
+function num (v: string | undefined, name: string, def: number, min: number, integer = false): number {
+  if (v === undefined) return def
+  const n = Number(v)
   if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
-    fail(`--${name} must be ${integer ? 'an integer' : 'a number'} >= ${min} (got ${JSON.stringify(v)})`);
+    fail(`--${name} must be ${integer ? 'an integer' : 'a number'} >= ${min} (got ${JSON.stringify(v)})`)
   }
-  return n;
+  return n
 }
 
-function parseOptions(): Options {
-  let parsed;
+function parseOptions (): Options {
+  let parsed
   try {
     parsed = parseArgs({
       options: {
@@ -165,46 +166,46 @@ function parseOptions(): Options {
         pin: { type: 'boolean' },
         'quiet-wait': { type: 'string' },
         profile: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
+        help: { type: 'boolean', short: 'h' }
       },
-      allowPositionals: false,
-    });
+      allowPositionals: false
+    })
   } catch (err) {
-    fail(`${err instanceof Error ? err.message : String(err)}\n\n${HELP}`);
+    fail(`${err instanceof Error ? err.message : String(err)}\n\n${HELP}`)
   }
-  const v = parsed.values;
+  const v = parsed.values
   if (v.help === true) {
-    process.stdout.write(HELP);
-    process.exit(0);
+    process.stdout.write(HELP)
+    process.exit(0)
   }
-  const quick = v.quick === true;
-  const connections = (v.connections ?? '1,64').split(',').map((s) => num(s.trim(), 'connections', 1, 1, true));
-  let only = new Set<WorkloadId>(WORKLOAD_IDS);
-  let million = v['skip-million'] !== true;
+  const quick = v.quick === true
+  const connections = (v.connections ?? '1,64').split(',').map((s) => num(s.trim(), 'connections', 1, 1, true))
+  let only = new Set<WorkloadId>(WORKLOAD_IDS)
+  let million = v['skip-million'] !== true
   if (v.only !== undefined) {
-    only = new Set<WorkloadId>();
-    million = false;
+    only = new Set<WorkloadId>()
+    million = false
     for (const raw of v.only.split(',')) {
-      const id = raw.trim();
+      const id = raw.trim()
       if (id === 'million') {
-        million = v['skip-million'] !== true;
-        continue;
+        million = v['skip-million'] !== true
+        continue
       }
-      if (!(WORKLOAD_IDS as readonly string[]).includes(id)) fail(`--only: unknown part ${JSON.stringify(id)}; known: ${WORKLOAD_IDS.join(', ')}, million`);
-      only.add(id as WorkloadId);
+      if (!(WORKLOAD_IDS as readonly string[]).includes(id)) fail(`--only: unknown part ${JSON.stringify(id)}; known: ${WORKLOAD_IDS.join(', ')}, million`)
+      only.add(id as WorkloadId)
     }
     // Every ratio is to bare Fastify, so any workload brings it along.
-    if (only.size > 0) only.add('bare-fastify');
+    if (only.size > 0) only.add('bare-fastify')
   }
-  const millionLoad = v['million-load'] ?? 'put';
-  if (millionLoad !== 'put' && millionLoad !== 'file') fail('--million-load must be put or file');
+  const millionLoad = v['million-load'] ?? 'put'
+  if (millionLoad !== 'put' && millionLoad !== 'file') fail('--million-load must be put or file')
   const profileDir =
-    v.profile === true ? join(REPO, 'bench', 'profiles', new Date().toISOString().replace(/[:.]/g, '-')) : null;
-  const nodeArgs = [...(v['node-arg'] ?? [])];
-  if (profileDir !== null) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`);
-  const durability = v.durability ?? null;
+    v.profile === true ? join(REPO, 'bench', 'profiles', new Date().toISOString().replace(/[:.]/g, '-')) : null
+  const nodeArgs = [...(v['node-arg'] ?? [])]
+  if (profileDir !== null) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`)
+  const durability = v.durability ?? null
   if (durability !== null && !['always', 'everysec', 'no'].includes(durability)) {
-    fail('--durability must be always, everysec or no');
+    fail('--durability must be always, everysec or no')
   }
   return {
     duration: num(v.duration, 'duration', quick ? 2 : 6, 0.5),
@@ -230,51 +231,51 @@ function parseOptions(): Options {
     strict: v.strict === true,
     pin: v.pin === true,
     quietWait: num(v['quiet-wait'], 'quiet-wait', 30, 0),
-    profileDir,
-  };
+    profileDir
+  }
 }
 
-const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
-const warnings: string[] = [];
-function warn(msg: string): void {
-  warnings.push(msg);
-  process.stderr.write(`\n[bench] WARNING: ${msg}\n\n`);
+const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`)
+const warnings: string[] = []
+function warn (msg: string): void {
+  warnings.push(msg)
+  process.stderr.write(`\n[bench] WARNING: ${msg}\n\n`)
 }
 
 // ---------------------------------------------------------------- machine info
 
-function mountFsType(path: string): string {
+function mountFsType (path: string): string {
   try {
-    const real = realpathSync(path);
-    let best = { mount: '', type: 'unknown' };
+    const real = realpathSync(path)
+    let best = { mount: '', type: 'unknown' }
     for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
-      const [, mount, type] = line.split(' ');
-      if (mount === undefined || type === undefined) continue;
-      const under = real === mount || real.startsWith(mount.endsWith('/') ? mount : mount + '/');
-      if (under && mount.length >= best.mount.length) best = { mount, type };
+      const [, mount, type] = line.split(' ')
+      if (mount === undefined || type === undefined) continue
+      const under = real === mount || real.startsWith(mount.endsWith('/') ? mount : mount + '/')
+      if (under && mount.length >= best.mount.length) best = { mount, type }
     }
-    return best.type;
+    return best.type
   } catch {
-    return 'unknown';
+    return 'unknown'
   }
 }
 
-function packageVersion(name: string): string | null {
+function packageVersion (name: string): string | null {
   try {
-    const pkg = JSON.parse(readFileSync(join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? null;
+    const pkg = JSON.parse(readFileSync(join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as { version?: string }
+    return pkg.version ?? null
   } catch {
-    return null;
+    return null
   }
 }
 
-function gitCommit(): string | null {
-  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, encoding: 'utf8', timeout: 5000 });
-  return r.status === 0 ? r.stdout.trim() : null;
+function gitCommit (): string | null {
+  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, encoding: 'utf8', timeout: 5000 })
+  return r.status === 0 ? r.stdout.trim() : null
 }
 
-function machineInfo(opts: Options) {
-  const c = cpus();
+function machineInfo (opts: Options) {
+  const c = cpus()
   return {
     date: new Date().toISOString(),
     cpus: c.length,
@@ -288,21 +289,21 @@ function machineInfo(opts: Options) {
     fastify: packageVersion('fastify'),
     gitCommit: gitCommit(),
     tmpdir: opts.tmpdir,
-    tmpdirFsType: mountFsType(opts.tmpdir),
-  };
+    tmpdirFsType: mountFsType(opts.tmpdir)
+  }
 }
 
 // ---------------------------------------------------------------- running loads
 
 interface MeasureSpec {
-  port: number;
-  connections: number;
-  headers: Record<string, string>;
-  poolFor?: (i: number) => AcRequest[];
-  requests?: AcRequest[];
+  port: number
+  connections: number
+  headers: Record<string, string>
+  poolFor?: (i: number) => AcRequest[]
+  requests?: AcRequest[]
 }
 
-function loadSpec(m: MeasureSpec, seconds: number): RunSpec {
+function loadSpec (m: MeasureSpec, seconds: number): RunSpec {
   return {
     port: m.port,
     connections: m.connections,
@@ -310,116 +311,116 @@ function loadSpec(m: MeasureSpec, seconds: number): RunSpec {
     headers: m.headers,
     watchdogMs: (seconds + 20) * 1000,
     ...(m.poolFor !== undefined ? { poolFor: m.poolFor } : {}),
-    ...(m.requests !== undefined ? { requests: m.requests } : {}),
-  };
+    ...(m.requests !== undefined ? { requests: m.requests } : {})
+  }
 }
 
-let quietTimeouts = 0;
+let quietTimeouts = 0
 
 /**
  * Wait (bounded) until the rest of the machine, our idle servers included, is quiet.
  * After two waits in a row that time out, stop waiting: the machine stays busy.
  */
-async function waitQuiet(opts: Options, label: string): Promise<void> {
-  if (opts.quietWait <= 0 || quietTimeouts >= 2) return;
-  const deadline = Date.now() + opts.quietWait * 1000;
-  let busy = await machineBusyPct(500);
+async function waitQuiet (opts: Options, label: string): Promise<void> {
+  if (opts.quietWait <= 0 || quietTimeouts >= 2) return
+  const deadline = Date.now() + opts.quietWait * 1000
+  let busy = await machineBusyPct(500)
   if (busy <= 15) {
-    quietTimeouts = 0;
-    return;
+    quietTimeouts = 0
+    return
   }
-  log(`waiting for the machine to calm down before "${label}" (others use ${busy}% of a core)`);
-  while (busy > 15 && Date.now() < deadline) busy = await machineBusyPct(1000);
+  log(`waiting for the machine to calm down before "${label}" (others use ${busy}% of a core)`)
+  while (busy > 15 && Date.now() < deadline) busy = await machineBusyPct(1000)
   if (busy <= 15) {
-    quietTimeouts = 0;
-    return;
+    quietTimeouts = 0
+    return
   }
-  quietTimeouts++;
+  quietTimeouts++
   log(`machine still busy (${busy}% of a core) after waiting ${opts.quietWait} s; running "${label}" anyway` +
-    (quietTimeouts >= 2 ? '; not waiting any more in this run' : ''));
+    (quietTimeouts >= 2 ? '; not waiting any more in this run' : ''))
 }
 
 /** Warm up, then measure, one or more concurrent streams against the server `serverPid`. */
-async function measure(
+async function measure (
   opts: Options,
   label: string,
   serverPid: number,
-  specs: MeasureSpec[],
-): Promise<{ stats: RunStats[]; cpu: CpuUse }> {
-  await waitQuiet(opts, label);
-  if (opts.warmup > 0) await Promise.all(specs.map((s) => runLoad(loadSpec(s, opts.warmup))));
-  const before = cpuSnap(serverPid);
-  const stats = await Promise.all(specs.map((s) => runLoad(loadSpec(s, opts.duration))));
-  const cpu = cpuUse(before, cpuSnap(serverPid));
-  const first = stats[0]!;
-  const issues = stats.some((s) => s.errors > 0 || s.watchdogStopped) ? ' (connection errors!)' : '';
+  specs: MeasureSpec[]
+): Promise<{ stats: RunStats[], cpu: CpuUse }> {
+  await waitQuiet(opts, label)
+  if (opts.warmup > 0) await Promise.all(specs.map((s) => runLoad(loadSpec(s, opts.warmup))))
+  const before = cpuSnap(serverPid)
+  const stats = await Promise.all(specs.map((s) => runLoad(loadSpec(s, opts.duration))))
+  const cpu = cpuUse(before, cpuSnap(serverPid))
+  const first = stats[0]!
+  const issues = stats.some((s) => s.errors > 0 || s.watchdogStopped) ? ' (connection errors!)' : ''
   log(
     `${label.padEnd(44)} c=${String(specs[0]!.connections).padStart(3)}  ${fmtInt(first.okPerSec).padStart(7)} 2xx/s` +
       `  p50 ${fmtMs(first.latencyMs.p50)} ms  p99 ${fmtMs(first.latencyMs.p99)} ms  non-2xx ${fmtInt(first.non2xx)}` +
-      `  cpu: server ${cpu.serverPct ?? '-'}% generator ${cpu.generatorPct}% other ${cpu.otherPct ?? '-'}%${issues}`,
-  );
-  return { stats, cpu };
+      `  cpu: server ${cpu.serverPct ?? '-'}% generator ${cpu.generatorPct}% other ${cpu.otherPct ?? '-'}%${issues}`
+  )
+  return { stats, cpu }
 }
 
 // ---------------------------------------------------------------- servers
 
 interface Keys {
-  system: string;
-  disk: string;
-  mem: string;
+  system: string
+  disk: string
+  mem: string
 }
 
-function writeConfig(dir: string, port: number, keys: Keys, durability: string | null): string {
-  const auth = (key: string) => ({ enabled: true, save_api_key_to_config: true, api_key: key });
+function writeConfig (dir: string, port: number, keys: Keys, durability: string | null): string {
+  const auth = (key: string) => ({ enabled: true, save_api_key_to_config: true, api_key: key })
   const config = {
     server_port: port,
     server_host: '127.0.0.1',
     system: {
       storage: { persistent_file_path: 'storage_data', ...(durability !== null ? { durability } : {}) },
       authentication: auth(keys.system),
-      security: { project_discoverable: true },
+      security: { project_discoverable: true }
     },
     projects: [
       { id: 'disk', storage: { on_disk: true }, authentication: auth(keys.disk), security: { keys_and_values_discoverable: true } },
-      { id: 'mem', storage: { on_disk: false }, authentication: auth(keys.mem), security: { keys_and_values_discoverable: true } },
-    ],
-  };
-  const path = join(dir, 'config.json');
-  writeFileSync(path, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
-  return path;
+      { id: 'mem', storage: { on_disk: false }, authentication: auth(keys.mem), security: { keys_and_values_discoverable: true } }
+    ]
+  }
+  const path = join(dir, 'config.json')
+  writeFileSync(path, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 })
+  return path
 }
 
 interface RealServer {
-  child: Child;
-  port: number;
-  keys: Keys;
-  dir: string;
-  configPath: string;
+  child: Child
+  port: number
+  keys: Keys
+  dir: string
+  configPath: string
 }
 
-async function startRealServer(opts: Options, dir: string, keys: Keys, name: string, readyTimeoutMs: number): Promise<RealServer> {
-  const port = await freePort();
-  const configPath = writeConfig(dir, port, keys, opts.durability);
+async function startRealServer (opts: Options, dir: string, keys: Keys, name: string, readyTimeoutMs: number): Promise<RealServer> {
+  const port = await freePort()
+  const configPath = writeConfig(dir, port, keys, opts.durability)
   const child = spawnChild(name, [...opts.nodeArgs, opts.server, '--config', configPath], {
     cwd: REPO,
     logPath: join(dir, `${name}.log`),
-    cpuList: serverCpus,
-  });
-  const ms = await waitForOk(child, port, '/health', { timeoutMs: readyTimeoutMs });
-  log(`${name} ready on 127.0.0.1:${port} after ${ms.toFixed(0)} ms (pid ${child.pid}, log ${child.logPath})`);
-  return { child, port, keys, dir, configPath };
+    cpuList: serverCpus
+  })
+  const ms = await waitForOk(child, port, '/health', { timeoutMs: readyTimeoutMs })
+  log(`${name} ready on 127.0.0.1:${port} after ${ms.toFixed(0)} ms (pid ${child.pid}, log ${child.logPath})`)
+  return { child, port, keys, dir, configPath }
 }
 
-async function stopServer(child: Child, timeoutMs: number): Promise<void> {
-  const r = await stopChild(child, timeoutMs);
-  if (r.killed) warn(`${child.name} did not exit within ${timeoutMs} ms of SIGTERM and was killed`);
-  else if (r.code !== 0 && r.code !== null) warn(`${child.name} exited with code ${r.code} after SIGTERM`);
+async function stopServer (child: Child, timeoutMs: number): Promise<void> {
+  const r = await stopChild(child, timeoutMs)
+  if (r.killed) warn(`${child.name} did not exit within ${timeoutMs} ms of SIGTERM and was killed`)
+  else if (r.code !== 0 && r.code !== null) warn(`${child.name} exited with code ${r.code} after SIGTERM`)
 }
 
-const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+const bearer = (key: string) => ({ authorization: `Bearer ${key}` })
 
 /** Load keys 0..n-1 with values value(i) into a project; exactly n PUTs, verified. */
-async function loadKeys(
+async function loadKeys (
   port: number,
   project: string,
   apiKey: string,
@@ -427,10 +428,10 @@ async function loadKeys(
   value: (i: number) => string,
   connections: number,
   watchdogMs: number,
-  onProgress?: (responses: number, ok: number) => void,
+  onProgress?: (responses: number, ok: number) => void
 ): Promise<RunStats> {
-  let next = 0;
-  const conns = Math.min(connections, n);
+  let next = 0
+  const conns = Math.min(connections, n)
   const stats = await runLoad({
     port,
     connections: conns,
@@ -440,102 +441,102 @@ async function loadKeys(
       {
         method: 'PUT',
         setupRequest: (req: AcRequest) => {
-          const i = next++ % n;
-          req.path = storePath(project, keyName(i));
-          req.body = value(i);
-          return req;
-        },
-      },
+          const i = next++ % n
+          req.path = storePath(project, keyName(i))
+          req.body = value(i)
+          return req
+        }
+      }
     ],
     watchdogMs,
-    ...(onProgress !== undefined ? { onProgress } : {}),
-  });
-  return stats;
+    ...(onProgress !== undefined ? { onProgress } : {})
+  })
+  return stats
 }
 
 /** GET `count` random loaded keys (plus the first and last) through R11 and compare values. */
-async function verifySample(
+async function verifySample (
   port: number,
   project: string,
   apiKey: string,
   n: number,
   value: (i: number) => string,
-  count: number,
-): Promise<{ checked: number; mismatches: number; firstProblem: string | null }> {
-  const idx = [0, n - 1];
-  for (let i = 0; i < count; i++) idx.push(Math.floor(Math.random() * n));
-  let mismatches = 0;
-  let firstProblem: string | null = null;
+  count: number
+): Promise<{ checked: number, mismatches: number, firstProblem: string | null }> {
+  const idx = [0, n - 1]
+  for (let i = 0; i < count; i++) idx.push(Math.floor(Math.random() * n))
+  let mismatches = 0
+  let firstProblem: string | null = null
   for (const i of idx) {
-    const res = await httpRequest(port, 'GET', storePath(project, keyName(i)) + '/value', bearer(apiKey));
+    const res = await httpRequest(port, 'GET', storePath(project, keyName(i)) + '/value', bearer(apiKey), undefined, { timeoutMs: 5000 })
     if (res.status !== 200 || res.body !== value(i)) {
-      mismatches++;
-      firstProblem ??= `${keyName(i)}: HTTP ${res.status} ${JSON.stringify(res.body.slice(0, 120))}`;
+      mismatches++
+      firstProblem ??= `${keyName(i)}: HTTP ${res.status} ${JSON.stringify(res.body.slice(0, 120))}`
     }
   }
-  return { checked: idx.length, mismatches, firstProblem };
+  return { checked: idx.length, mismatches, firstProblem }
 }
 
-function checkLoad(what: string, stats: RunStats, n: number): void {
+function checkLoad (what: string, stats: RunStats, n: number): void {
   if (stats.ok !== n || stats.errors > 0 || stats.watchdogStopped) {
-    const bad = Object.entries(stats.statusCounts).filter(([c]) => !c.startsWith('2'));
+    const bad = Object.entries(stats.statusCounts).filter(([c]) => !c.startsWith('2'))
     warn(
       `${what}: ${fmtInt(stats.ok)} of ${fmtInt(n)} PUTs answered 2xx` +
         `${bad.length > 0 ? `; other statuses ${bad.map(([c, k]) => `${c}:${k}`).join(' ')}` : ''}` +
-        `${stats.errors > 0 ? `; ${stats.errors} connection errors` : ''}${stats.watchdogStopped ? '; stopped by watchdog' : ''}`,
-    );
+        `${stats.errors > 0 ? `; ${stats.errors} connection errors` : ''}${stats.watchdogStopped ? '; stopped by watchdog' : ''}`
+    )
   }
 }
 
 // ---------------------------------------------------------------- phases
 
 interface BareServer {
-  child: Child;
+  child: Child
   /** One measured run of the bare route at `connections`. */
-  measureAt: (connections: number, label?: string) => Promise<{ stats: RunStats; cpu: CpuUse }>;
+  measureAt: (connections: number, label?: string) => Promise<{ stats: RunStats, cpu: CpuUse }>
 }
 
-async function startBare(opts: Options, tmp: string, which: 'bare-http' | 'bare-fastify'): Promise<BareServer> {
-  const port = await freePort();
-  const script = join(HERE, which === 'bare-http' ? 'bare-http.js' : 'bare-fastify.js');
+async function startBare (opts: Options, tmp: string, which: 'bare-http' | 'bare-fastify'): Promise<BareServer> {
+  const port = await freePort()
+  const script = join(HERE, which === 'bare-http' ? 'bare-http.js' : 'bare-fastify.js')
   const child = spawnChild(which, [script, String(port), String(opts.keys)], {
     cwd: REPO,
     logPath: join(tmp, `${which}.log`),
     stdinPipe: true,
-    cpuList: serverCpus,
-  });
+    cpuList: serverCpus
+  })
   try {
-    await waitForOk(child, port, '/health', { timeoutMs: 15_000 });
+    await waitForOk(child, port, '/health', { timeoutMs: 15_000 })
   } catch (err) {
-    await stopServer(child, 5000);
-    throw err;
+    await stopServer(child, 5000)
+    throw err
   }
   return {
     child,
     measureAt: async (c, label = WORKLOAD_LABELS[which]) => {
       const { stats, cpu } = await measure(opts, label, child.pid, [
-        { port, connections: c, headers: bearer(newApiKey()), poolFor: () => getPool(opts.keys, (k) => `/k/${k}`) },
-      ]);
-      return { stats: stats[0]!, cpu };
-    },
-  };
+        { port, connections: c, headers: bearer(newApiKey()), poolFor: () => getPool(opts.keys, (k) => `/k/${k}`) }
+      ])
+      return { stats: stats[0]!, cpu }
+    }
+  }
 }
 
 /** Measure a bare server at every connection count; `keep` leaves it running and returns it. */
-async function runBare(opts: Options, tmp: string, which: 'bare-http' | 'bare-fastify', rows: Row[], keep = false): Promise<BareServer | null> {
-  const bare = await startBare(opts, tmp, which);
+async function runBare (opts: Options, tmp: string, which: 'bare-http' | 'bare-fastify', rows: Row[], keep = false): Promise<BareServer | null> {
+  const bare = await startBare(opts, tmp, which)
   try {
     for (const c of opts.connections) {
-      const { stats, cpu } = await bare.measureAt(c);
-      rows.push({ id: which, label: WORKLOAD_LABELS[which], connections: c, stats, cpu, expect: '2xx', ratio: null });
+      const { stats, cpu } = await bare.measureAt(c)
+      rows.push({ id: which, label: WORKLOAD_LABELS[which], connections: c, stats, cpu, expect: '2xx', ratio: null })
     }
   } catch (err) {
-    await stopServer(bare.child, 5000);
-    throw err;
+    await stopServer(bare.child, 5000)
+    throw err
   }
-  if (keep) return bare;
-  await stopServer(bare.child, 5000);
-  return null;
+  if (keep) return bare
+  await stopServer(bare.child, 5000)
+  return null
 }
 
 /**
@@ -545,65 +546,71 @@ async function runBare(opts: Options, tmp: string, which: 'bare-http' | 'bare-fa
  * within minutes, a ratio of two runs taken seconds apart means far more than
  * one to a ceiling measured at the start.
  */
-async function runReal(opts: Options, tmp: string, rows: Row[], floods: FloodResult[], pair: BareServer | null): Promise<Record<string, unknown>> {
-  const dir = join(tmp, 'main');
-  mkdirSync(dir);
-  const keys: Keys = { system: newApiKey(), disk: newApiKey(), mem: newApiKey() };
-  const srv = await startRealServer(opts, dir, keys, 'server', 30_000);
-  const info: Record<string, unknown> = {};
+async function runReal (opts: Options, tmp: string, rows: Row[], floods: FloodResult[], pair: BareServer | null): Promise<Record<string, unknown>> {
+  const dir = join(tmp, 'main')
+  mkdirSync(dir)
+  const keys: Keys = { system: newApiKey(), disk: newApiKey(), mem: newApiKey() }
+  const srv = await startRealServer(opts, dir, keys, 'server', 30_000)
+  const info: Record<string, unknown> = {}
   try {
-    const value = makeValueFn();
+    const value = makeValueFn()
     for (const project of ['disk', 'mem'] as const) {
-      const t0 = process.hrtime.bigint();
-      const st = await loadKeys(srv.port, project, keys[project], opts.keys, value, 32, 120_000);
-      checkLoad(`loading ${opts.keys} keys into '${project}'`, st, opts.keys);
-      const v = await verifySample(srv.port, project, keys[project], opts.keys, value, 100);
-      if (v.mismatches > 0) warn(`after loading '${project}': ${v.mismatches} of ${v.checked} sampled keys wrong; first: ${v.firstProblem}`);
-      log(`loaded ${fmtInt(opts.keys)} keys into '${project}' in ${msSince(t0).toFixed(0)} ms (${fmtInt(st.okPerSec)} PUT/s), sample check ${v.checked - v.mismatches}/${v.checked} ok`);
+      const t0 = process.hrtime.bigint()
+      const st = await loadKeys(srv.port, project, keys[project], opts.keys, value, 32, 120_000)
+      checkLoad(`loading ${opts.keys} keys into '${project}'`, st, opts.keys)
+      const v = await verifySample(srv.port, project, keys[project], opts.keys, value, 100)
+      if (v.mismatches > 0) warn(`after loading '${project}': ${v.mismatches} of ${v.checked} sampled keys wrong; first: ${v.firstProblem}`)
+      log(`loaded ${fmtInt(opts.keys)} keys into '${project}' in ${msSince(t0).toFixed(0)} ms (${fmtInt(st.okPerSec)} PUT/s), sample check ${v.checked - v.mismatches}/${v.checked} ok`)
     }
-    info['rssAfterPreloadBytes'] = readMem(srv.child.pid)?.rssBytes ?? null;
+    info['rssAfterPreloadBytes'] = readMem(srv.child.pid)?.rssBytes ?? null
 
-    const port = srv.port;
-    const diskH = bearer(keys.disk);
-    const memH = bearer(keys.mem);
-    const simple: { id: WorkloadId; spec: (c: number) => MeasureSpec }[] = [
+    const port = srv.port
+    const diskH = bearer(keys.disk)
+    const memH = bearer(keys.mem)
+    const simple: { id: WorkloadId, spec: (c: number) => MeasureSpec }[] = [
       { id: 'get-record', spec: (c) => ({ port, connections: c, headers: diskH, poolFor: () => getPool(opts.keys, (k) => storePath('disk', k)) }) },
       { id: 'get-raw', spec: (c) => ({ port, connections: c, headers: diskH, poolFor: () => getPool(opts.keys, (k) => storePath('disk', k) + '/value') }) },
       { id: 'put-mem', spec: (c) => ({ port, connections: c, headers: memH, poolFor: () => putPool(opts.keys, 'mem') }) },
       { id: 'put-disk', spec: (c) => ({ port, connections: c, headers: diskH, poolFor: () => putPool(opts.keys, 'disk') }) },
-      { id: 'mixed', spec: (c) => ({ port, connections: c, headers: diskH, poolFor: () => mixedPool(opts.keys, 'disk') }) },
-    ];
+      { id: 'mixed', spec: (c) => ({ port, connections: c, headers: diskH, poolFor: () => mixedPool(opts.keys, 'disk') }) }
+    ]
     for (const w of simple) {
-      if (!opts.only.has(w.id)) continue;
+      if (!opts.only.has(w.id)) continue
       for (const c of opts.connections) {
-        const paired = pair === null ? undefined : await pair.measureAt(c, `${WORKLOAD_LABELS['bare-fastify']}, paired`);
-        const { stats, cpu } = await measure(opts, WORKLOAD_LABELS[w.id], srv.child.pid, [w.spec(c)]);
+        const paired = pair === null ? undefined : await pair.measureAt(c, `${WORKLOAD_LABELS['bare-fastify']}, paired`)
+        const { stats, cpu } = await measure(opts, WORKLOAD_LABELS[w.id], srv.child.pid, [w.spec(c)])
         rows.push({
-          id: w.id, label: WORKLOAD_LABELS[w.id], connections: c, stats: stats[0]!, cpu, expect: '2xx', ratio: null,
-          pairedBare: paired === undefined ? undefined : { okPerSec: paired.stats.okPerSec, p99Ms: paired.stats.latencyMs.p99, cpu: paired.cpu },
-        });
+          id: w.id,
+          label: WORKLOAD_LABELS[w.id],
+          connections: c,
+          stats: stats[0]!,
+          cpu,
+          expect: '2xx',
+          ratio: null,
+          pairedBare: paired === undefined ? undefined : { okPerSec: paired.stats.okPerSec, p99Ms: paired.stats.latencyMs.p99, cpu: paired.cpu }
+        })
       }
     }
 
     if (opts.only.has('flood')) {
       for (const c of opts.connections) {
-        const fc = opts.floodConnections ?? c;
-        const good: MeasureSpec = { port, connections: c, headers: diskH, poolFor: () => getPool(opts.keys, (k) => storePath('disk', k)) };
-        const attack: MeasureSpec = { port, connections: fc, headers: {}, requests: floodRequests(opts.keys, 'disk') };
-        const m1 = await measure(opts, 'flood: good GET record, undisturbed', srv.child.pid, [good]);
-        const m2 = await measure(opts, `flood: good GET record beside ${fc}-conn flood`, srv.child.pid, [good, attack]);
-        const undisturbed = m1.stats[0];
-        const [disturbed, flood] = m2.stats;
-        log(`${'flood: the attack stream itself'.padEnd(44)} c=${String(fc).padStart(3)}  ${fmtInt(flood!.respPerSec).padStart(7)} resp/s  statuses ${JSON.stringify(flood!.statusCounts)}`);
+        const fc = opts.floodConnections ?? c
+        const good: MeasureSpec = { port, connections: c, headers: diskH, poolFor: () => getPool(opts.keys, (k) => storePath('disk', k)) }
+        const attack: MeasureSpec = { port, connections: fc, headers: {}, requests: floodRequests(opts.keys, 'disk') }
+        const m1 = await measure(opts, 'flood: good GET record, undisturbed', srv.child.pid, [good])
+        const m2 = await measure(opts, `flood: good GET record beside ${fc}-conn flood`, srv.child.pid, [good, attack])
+        const undisturbed = m1.stats[0]
+        const [disturbed, flood] = m2.stats
+        log(`${'flood: the attack stream itself'.padEnd(44)} c=${String(fc).padStart(3)}  ${fmtInt(flood!.respPerSec).padStart(7)} resp/s  statuses ${JSON.stringify(flood!.statusCounts)}`)
         rows.push(
           { id: 'flood-undisturbed', label: 'good GET record, no flood', connections: c, stats: undisturbed!, cpu: m1.cpu, expect: '2xx', ratio: null },
           { id: 'flood-good', label: `good GET record beside ${fc}-conn flood`, connections: c, stats: disturbed!, cpu: m2.cpu, expect: '2xx', ratio: null },
-          { id: 'flood-attack', label: 'wrong-key flood itself', connections: fc, stats: flood!, cpu: m2.cpu, expect: '401', ratio: null },
-        );
+          { id: 'flood-attack', label: 'wrong-key flood itself', connections: fc, stats: flood!, cpu: m2.cpu, expect: '401', ratio: null }
+        )
         const accepted = Object.entries(flood!.statusCounts)
           .filter(([code]) => code.startsWith('2'))
-          .reduce((a, [, n]) => a + n, 0);
-        if (accepted > 0) warn(`SECURITY: ${accepted} requests with random wrong keys were answered 2xx`);
+          .reduce((a, [, n]) => a + n, 0)
+        if (accepted > 0) warn(`SECURITY: ${accepted} requests with random wrong keys were answered 2xx`)
         floods.push({
           connections: c,
           floodConnections: fc,
@@ -612,78 +619,78 @@ async function runReal(opts: Options, tmp: string, rows: Row[], floods: FloodRes
           ratio: disturbed!.okPerSec / undisturbed!.okPerSec,
           disturbedP99Ms: disturbed!.latencyMs.p99,
           attackPerSec: flood!.respPerSec,
-          wrongKeysAccepted: accepted,
-        });
+          wrongKeysAccepted: accepted
+        })
       }
     }
-    const mem = readMem(srv.child.pid);
-    info['rssAfterWorkloadsBytes'] = mem?.rssBytes ?? null;
-    info['peakRssBytes'] = mem?.hwmBytes ?? null;
-    if (srv.child.exited) throw new Error(`server exited during the workloads:\n${logTail(srv.child)}`);
+    const mem = readMem(srv.child.pid)
+    info['rssAfterWorkloadsBytes'] = mem?.rssBytes ?? null
+    info['peakRssBytes'] = mem?.hwmBytes ?? null
+    if (!srv.child.running) throw new Error(`server exited during the workloads:\n${srv.child.tail()}`)
   } finally {
-    await stopServer(srv.child, 30_000);
+    await stopServer(srv.child, 30_000)
   }
-  return info;
+  return info
 }
 
-function dirSizes(dir: string): { total: number; files: Record<string, number> } {
-  const files: Record<string, number> = {};
-  let total = 0;
+function dirSizes (dir: string): { total: number, files: Record<string, number> } {
+  const files: Record<string, number> = {}
+  let total = 0
   const walk = (d: string, prefix: string) => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p, prefix + e.name + '/');
+      const p = join(d, e.name)
+      if (e.isDirectory()) walk(p, prefix + e.name + '/')
       else if (e.isFile()) {
-        const size = statSync(p).size;
-        files[prefix + e.name] = size;
-        total += size;
+        const size = statSync(p).size
+        files[prefix + e.name] = size
+        total += size
       }
     }
-  };
-  if (existsSync(dir)) walk(dir, '');
-  return { total, files };
+  }
+  if (existsSync(dir)) walk(dir, '')
+  return { total, files }
 }
 
 /** Write storage_data/disk_store.json (contract section 8 format) with keys 0..n-1. */
-function writeStoreFile(dir: string, n: number, value: (i: number) => string): void {
-  const storage = join(dir, 'storage_data');
-  mkdirSync(storage, { recursive: true, mode: 0o700 });
-  const path = join(storage, 'disk_store.json');
-  const now = Math.floor(Date.now() / 1000);
-  writeFileSync(path, '{', { mode: 0o600 });
+function writeStoreFile (dir: string, n: number, value: (i: number) => string): void {
+  const storage = join(dir, 'storage_data')
+  mkdirSync(storage, { recursive: true, mode: 0o700 })
+  const path = join(storage, 'disk_store.json')
+  const now = Math.floor(Date.now() / 1000)
+  writeFileSync(path, '{', { mode: 0o600 })
   for (let start = 0; start < n; start += 10_000) {
-    const parts: string[] = [];
+    const parts: string[] = []
     for (let i = start; i < Math.min(n, start + 10_000); i++) {
-      const v = value(i);
-      const rec = { value: v, created_at: now, updated_at: now, size_bytes: Buffer.byteLength(v), type: 'string' };
-      parts.push(`${JSON.stringify(keyName(i))}:${JSON.stringify(rec)}`);
+      const v = value(i)
+      const rec = { value: v, created_at: now, updated_at: now, size_bytes: Buffer.byteLength(v), type: 'string' }
+      parts.push(`${JSON.stringify(keyName(i))}:${JSON.stringify(rec)}`)
     }
-    appendFileSync(path, (start === 0 ? '' : ',') + parts.join(','));
+    appendFileSync(path, (start === 0 ? '' : ',') + parts.join(','))
   }
-  appendFileSync(path, '}');
+  appendFileSync(path, '}')
 }
 
-async function runMillion(opts: Options, tmp: string): Promise<MillionResult> {
-  const dir = join(tmp, 'million');
-  mkdirSync(dir);
-  const n = opts.millionKeys;
-  const keys: Keys = { system: newApiKey(), disk: newApiKey(), mem: newApiKey() };
-  const value = makeValueFn();
-  let fileStartMs: number | null = null;
+async function runMillion (opts: Options, tmp: string): Promise<MillionResult> {
+  const dir = join(tmp, 'million')
+  mkdirSync(dir)
+  const n = opts.millionKeys
+  const keys: Keys = { system: newApiKey(), disk: newApiKey(), mem: newApiKey() }
+  const value = makeValueFn()
+  let fileStartMs: number | null = null
   if (opts.millionLoad === 'file') {
-    const t0 = process.hrtime.bigint();
-    writeStoreFile(dir, n, value);
-    log(`memory/restart: wrote ${fmtInt(n)} keys x 100 B to storage_data/disk_store.json in ${msSince(t0).toFixed(0)} ms; starting the server on it`);
+    const t0 = process.hrtime.bigint()
+    writeStoreFile(dir, n, value)
+    log(`memory/restart: wrote ${fmtInt(n)} keys x 100 B to storage_data/disk_store.json in ${msSince(t0).toFixed(0)} ms; starting the server on it`)
   } else {
     log(`memory/restart: loading ${fmtInt(n)} keys x 100 B into on-disk project 'disk' ` +
-      `(${opts.millionConnections} connections, one text/plain PUT per key)`);
+      `(${opts.millionConnections} connections, one text/plain PUT per key)`)
   }
-  let srv: RealServer;
+  let srv: RealServer
   try {
-    srv = await startRealServer(opts, dir, keys, 'server-million', opts.millionLoad === 'file' ? 120_000 : 30_000);
+    srv = await startRealServer(opts, dir, keys, 'server-million', opts.millionLoad === 'file' ? 120_000 : 30_000)
   } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
-    warn(`memory/restart: the server did not start${opts.millionLoad === 'file' ? ` on ${fmtInt(n)} keys on disk` : ''}: ${msg}`);
+    const msg = err instanceof Error ? err.message : String(err)
+    warn(`memory/restart: the server did not start${opts.millionLoad === 'file' ? ` on ${fmtInt(n)} keys on disk` : ''}: ${msg}`)
     return {
       keys: n,
       loadMode: opts.millionLoad,
@@ -707,51 +714,51 @@ async function runMillion(opts: Options, tmp: string): Promise<MillionResult> {
       restartError: `${opts.millionLoad === 'file' ? 'first start on the store file' : 'start'} failed: ${msg.split('\n').slice(0, 3).join(' | ')}`,
       rssAfterRestartBytes: null,
       sampleChecked: 0,
-      sampleMismatches: 0,
-    };
-  }
-  let result: MillionResult;
-  let restarted: Child | null = null;
-  try {
-    let rssEmpty: number | null = null;
-    let load: RunStats | null = null;
-    if (opts.millionLoad === 'put') {
-      rssEmpty = readMem(srv.child.pid)?.rssBytes ?? null;
-      const loadStart = Date.now();
-      load = await loadKeys(srv.port, 'disk', keys.disk, n, value, opts.millionConnections, 15 * 60_000, (resp, ok) => {
-        const secs = (Date.now() - loadStart) / 1000;
-        log(`  ... ${fmtInt(ok)} of ${fmtInt(n)} PUTs ok (${fmtInt(resp - ok)} not) after ${secs.toFixed(0)} s, ` +
-          `${fmtInt(ok / secs)}/s, server RSS ${fmtMB(readMem(srv.child.pid)?.rssBytes ?? null)}`);
-      });
-      checkLoad(`loading ${n} keys`, load, n);
-      log(`loaded ${fmtInt(load.ok)} keys in ${load.seconds.toFixed(1)} s (${fmtInt(load.okPerSec)} PUT/s)`);
-    } else {
-      fileStartMs = msSince(srv.child.spawnedAt);
-      const v = await verifySample(srv.port, 'disk', keys.disk, n, value, 100);
-      if (v.mismatches > 0) warn(`server started on the written store file but ${v.mismatches} of ${v.checked} sampled keys are wrong; first: ${v.firstProblem}`);
-      log(`server started on ${fmtInt(n)} keys in ${fileStartMs.toFixed(0)} ms; sample check ${v.checked - v.mismatches}/${v.checked} ok`);
+      sampleMismatches: 0
     }
-    const rssLoaded = readMem(srv.child.pid)?.rssBytes ?? null;
-    log(`RSS ${fmtMB(rssLoaded)}; settling 3 s`);
-    await sleep(3000);
-    const settled = readMem(srv.child.pid);
-    if (srv.child.exited) throw new Error(`server exited while loading:\n${logTail(srv.child)}`);
+  }
+  let result: MillionResult
+  let restarted: Child | null = null
+  try {
+    let rssEmpty: number | null = null
+    let load: RunStats | null = null
+    if (opts.millionLoad === 'put') {
+      rssEmpty = readMem(srv.child.pid)?.rssBytes ?? null
+      const loadStart = Date.now()
+      load = await loadKeys(srv.port, 'disk', keys.disk, n, value, opts.millionConnections, 15 * 60_000, (resp, ok) => {
+        const secs = (Date.now() - loadStart) / 1000
+        log(`  ... ${fmtInt(ok)} of ${fmtInt(n)} PUTs ok (${fmtInt(resp - ok)} not) after ${secs.toFixed(0)} s, ` +
+          `${fmtInt(ok / secs)}/s, server RSS ${fmtMB(readMem(srv.child.pid)?.rssBytes ?? null)}`)
+      })
+      checkLoad(`loading ${n} keys`, load, n)
+      log(`loaded ${fmtInt(load.ok)} keys in ${load.seconds.toFixed(1)} s (${fmtInt(load.okPerSec)} PUT/s)`)
+    } else {
+      fileStartMs = msSince(srv.child.spawnedAt)
+      const v = await verifySample(srv.port, 'disk', keys.disk, n, value, 100)
+      if (v.mismatches > 0) warn(`server started on the written store file but ${v.mismatches} of ${v.checked} sampled keys are wrong; first: ${v.firstProblem}`)
+      log(`server started on ${fmtInt(n)} keys in ${fileStartMs.toFixed(0)} ms; sample check ${v.checked - v.mismatches}/${v.checked} ok`)
+    }
+    const rssLoaded = readMem(srv.child.pid)?.rssBytes ?? null
+    log(`RSS ${fmtMB(rssLoaded)}; settling 3 s`)
+    await sleep(3000)
+    const settled = readMem(srv.child.pid)
+    if (!srv.child.running) throw new Error(`server exited while loading:\n${srv.child.tail()}`)
 
-    const stop = await stopChild(srv.child, 180_000);
-    if (stop.killed) warn('server did not exit within 180 s of SIGTERM after the 1M load and was killed');
-    const storage = dirSizes(join(dir, 'storage_data'));
-    log(`stopped in ${stop.ms.toFixed(0)} ms (exit ${stop.code ?? stop.signal}); storage_data ${fmtMB(storage.total)} ${JSON.stringify(storage.files)}`);
+    const stop = await stopChild(srv.child, 180_000)
+    if (stop.killed) warn('server did not exit within 180 s of SIGTERM after the 1M load and was killed')
+    const storage = dirSizes(join(dir, 'storage_data'))
+    log(`stopped in ${stop.ms.toFixed(0)} ms (exit ${stop.code ?? stop.signal}); storage_data ${fmtMB(storage.total)} ${JSON.stringify(storage.files)}`)
 
     // Restart: time from spawn to the first GET of a known key that returns its value.
-    const known = n - 1;
+    const known = n - 1
     const child = spawnChild('server-restart', [...opts.nodeArgs, opts.server, '--config', srv.configPath], {
       cwd: REPO,
       logPath: join(dir, 'server-restart.log'),
-      cpuList: serverCpus,
-    });
-    restarted = child;
-    let restartMs: number | null = null;
-    let restartError: string | null = null;
+      cpuList: serverCpus
+    })
+    restarted = child
+    let restartMs: number | null = null
+    let restartError: string | null = null
     try {
       restartMs = await waitForOk(child, srv.port, storePath('disk', keyName(known)), {
         timeoutMs: 120_000,
@@ -759,25 +766,25 @@ async function runMillion(opts: Options, tmp: string): Promise<MillionResult> {
         headers: bearer(keys.disk),
         accept: (body) => {
           try {
-            const env = JSON.parse(body) as { data?: { value?: unknown } };
-            return env.data?.value === value(known);
+            const env = JSON.parse(body) as { data?: { value?: unknown } }
+            return env.data?.value === value(known)
           } catch {
-            return false;
+            return false
           }
-        },
-      });
-      log(`restart: first GET of ${keyName(known)} answered with its value ${restartMs.toFixed(0)} ms after spawn`);
+        }
+      })
+      log(`restart: first GET of ${keyName(known)} answered with its value ${restartMs.toFixed(0)} ms after spawn`)
     } catch (err) {
-      restartError = err instanceof Error ? err.message.split('\n')[0]! : String(err);
-      warn(`restart failed: ${err instanceof Error ? err.message : String(err)}`);
+      restartError = err instanceof Error ? err.message.split('\n')[0]! : String(err)
+      warn(`restart failed: ${err instanceof Error ? err.message : String(err)}`)
     }
-    let sample = { checked: 0, mismatches: 0, firstProblem: null as string | null };
+    let sample = { checked: 0, mismatches: 0, firstProblem: null as string | null }
     if (restartMs !== null) {
-      sample = await verifySample(srv.port, 'disk', keys.disk, n, value, 200);
-      if (sample.mismatches > 0) warn(`after restart ${sample.mismatches} of ${sample.checked} sampled keys wrong; first: ${sample.firstProblem}`);
-      else log(`after restart all ${sample.checked} sampled keys have their values`);
+      sample = await verifySample(srv.port, 'disk', keys.disk, n, value, 200)
+      if (sample.mismatches > 0) warn(`after restart ${sample.mismatches} of ${sample.checked} sampled keys wrong; first: ${sample.firstProblem}`)
+      else log(`after restart all ${sample.checked} sampled keys have their values`)
     }
-    const rssRestart = readMem(child.pid)?.rssBytes ?? null;
+    const rssRestart = readMem(child.pid)?.rssBytes ?? null
     result = {
       keys: n,
       loadMode: opts.millionLoad,
@@ -801,150 +808,150 @@ async function runMillion(opts: Options, tmp: string): Promise<MillionResult> {
       restartError,
       rssAfterRestartBytes: rssRestart,
       sampleChecked: sample.checked,
-      sampleMismatches: sample.mismatches,
-    };
+      sampleMismatches: sample.mismatches
+    }
   } finally {
-    if (!srv.child.exited) await stopServer(srv.child, 60_000);
-    if (restarted !== null && !restarted.exited) await stopServer(restarted, 60_000);
+    if (srv.child.running) await stopServer(srv.child, 60_000)
+    if (restarted !== null && restarted.running) await stopServer(restarted, 60_000)
   }
-  return result;
+  return result
 }
 
 // ---------------------------------------------------------------- main
 
-async function main(): Promise<void> {
-  const opts = parseOptions();
-  installCleanupHandlers();
-  setKeepTemp(opts.keepTemp);
+async function main (): Promise<void> {
+  const opts = parseOptions()
+  installCleanupHandlers()
+  setKeepTemp(opts.keepTemp)
   const hardStop = setTimeout(() => {
-    process.stderr.write(`\n[bench] ERROR: run exceeded --max-minutes ${opts.maxMinutes}; killing servers\n`);
-    process.exit(4);
-  }, opts.maxMinutes * 60_000);
-  hardStop.unref();
+    process.stderr.write(`\n[bench] ERROR: run exceeded --max-minutes ${opts.maxMinutes}; killing servers\n`)
+    process.exit(4)
+  }, opts.maxMinutes * 60_000)
+  hardStop.unref()
 
   if (!opts.bareOnly && !existsSync(opts.server)) {
-    fail(`server entry ${opts.server} not found (run npm run build, or pass --server <file>, or --bare-only)`);
+    fail(`server entry ${opts.server} not found (run npm run build, or pass --server <file>, or --bare-only)`)
   }
   for (const f of ['bare-http.js', 'bare-fastify.js']) {
-    if (!existsSync(join(HERE, f))) fail(`${join(HERE, f)} missing: run npm run build`);
+    if (!existsSync(join(HERE, f))) fail(`${join(HERE, f)} missing: run npm run build`)
   }
-  mkdirSync(opts.tmpdir, { recursive: true });
+  mkdirSync(opts.tmpdir, { recursive: true })
   if (opts.profileDir !== null) {
-    mkdirSync(opts.profileDir, { recursive: true });
-    const ignore = join(REPO, 'bench', 'profiles', '.gitignore');
-    if (!existsSync(ignore)) writeFileSync(ignore, '# CPU profiles written by npm run bench -- --profile\n*\n!.gitignore\n');
-    log(`CPU profiles of the real server go to ${opts.profileDir}`);
+    mkdirSync(opts.profileDir, { recursive: true })
+    const ignore = join(REPO, 'bench', 'profiles', '.gitignore')
+    if (!existsSync(ignore)) writeFileSync(ignore, '# CPU profiles written by npm run bench -- --profile\n*\n!.gitignore\n')
+    log(`CPU profiles of the real server go to ${opts.profileDir}`)
   }
-  const tmp = mkdtempSync(join(opts.tmpdir, 'simple-kv-bench-'));
-  registerTempDir(tmp);
+  const tmp = makeTempDir('simple-kv-bench-', opts.tmpdir)
+  registerTempDir(tmp)
 
-  const machine = machineInfo(opts);
+  const machine = machineInfo(opts)
   log(`${machine.cpus} x ${machine.cpuModel}, ${fmtMB(machine.totalMemBytes)} RAM, node ${machine.node}, ` +
-    `autocannon ${machine.autocannon}, fastify ${machine.fastify}, load avg ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}`);
+    `autocannon ${machine.autocannon}, fastify ${machine.fastify}, load avg ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}`)
   log(`${opts.duration} s per run after ${opts.warmup} s warm-up; connections ${opts.connections.join(', ')}; ` +
-    `${opts.keys} keys of 100 B; temp ${tmp} (${machine.tmpdirFsType})${opts.keepTemp ? ' (kept)' : ''}`);
+    `${opts.keys} keys of 100 B; temp ${tmp} (${machine.tmpdirFsType})${opts.keepTemp ? ' (kept)' : ''}`)
   if (machine.tmpdirFsType === 'tmpfs' || machine.tmpdirFsType === 'ramfs') {
-    warn(`${opts.tmpdir} is ${machine.tmpdirFsType}: fsync costs nothing there, so on-disk PUT numbers overstate a real disk. Use --tmpdir on a real file system.`);
+    warn(`${opts.tmpdir} is ${machine.tmpdirFsType}: fsync costs nothing there, so on-disk PUT numbers overstate a real disk. Use --tmpdir on a real file system.`)
   }
-  if (machine.cpus < 2) warn('fewer than 2 CPUs: server and load generator share one core');
+  if (machine.cpus < 2) warn('fewer than 2 CPUs: server and load generator share one core')
   if (opts.pin) {
-    const n = machine.cpus;
-    const r = spawnSync('taskset', ['-a', '-pc', String(n - 1), String(process.pid)], { encoding: 'utf8', timeout: 5000 });
+    const n = machine.cpus
+    const r = spawnSync('taskset', ['-a', '-pc', String(n - 1), String(process.pid)], { encoding: 'utf8', timeout: 5000 })
     if (n < 2 || r.status !== 0) {
-      warn(`--pin ignored: ${n < 2 ? 'needs 2 CPUs' : `taskset failed: ${(r.stderr || r.error?.message || '').trim()}`}`);
+      warn(`--pin ignored: ${n < 2 ? 'needs 2 CPUs' : `taskset failed: ${(r.stderr || r.error?.message || '').trim()}`}`)
     } else {
-      serverCpus = n === 2 ? '0' : `0-${n - 2}`;
-      log(`pinned: servers on CPU ${serverCpus}, load generator on CPU ${n - 1}`);
+      serverCpus = n === 2 ? '0' : `0-${n - 2}`
+      log(`pinned: servers on CPU ${serverCpus}, load generator on CPU ${n - 1}`)
     }
   }
-  const busy = await machineBusyPct(1000);
-  log(`other processes used ${busy}% of one core over the last second`);
-  if (busy > 20) warn(`the machine is busy before the run (${busy}% of a core used by other processes): expect noisy numbers`);
+  const busy = await machineBusyPct(1000)
+  log(`other processes used ${busy}% of one core over the last second`)
+  if (busy > 20) warn(`the machine is busy before the run (${busy}% of a core used by other processes): expect noisy numbers`)
 
-  const rows: Row[] = [];
-  const floods: FloodResult[] = [];
-  const t0 = Date.now();
+  const rows: Row[] = []
+  const floods: FloodResult[] = []
+  const t0 = Date.now()
 
   const real = opts.only.has('get-record') || opts.only.has('get-raw') || opts.only.has('put-mem') ||
-    opts.only.has('put-disk') || opts.only.has('mixed') || opts.only.has('flood');
-  if (opts.only.has('bare-http')) await runBare(opts, tmp, 'bare-http', rows);
+    opts.only.has('put-disk') || opts.only.has('mixed') || opts.only.has('flood')
+  if (opts.only.has('bare-http')) await runBare(opts, tmp, 'bare-http', rows)
   // Bare Fastify stays up through the real server's workloads, to be measured beside each one.
-  const pairWith = opts.only.has('bare-fastify') ? await runBare(opts, tmp, 'bare-fastify', rows, !opts.bareOnly && real && opts.pair) : null;
+  const pairWith = opts.only.has('bare-fastify') ? await runBare(opts, tmp, 'bare-fastify', rows, !opts.bareOnly && real && opts.pair) : null
 
-  let serverInfo: Record<string, unknown> | null = null;
-  let million: MillionResult | null = null;
+  let serverInfo: Record<string, unknown> | null = null
+  let million: MillionResult | null = null
   if (!opts.bareOnly) {
     try {
-      if (real) serverInfo = await runReal(opts, tmp, rows, floods, pairWith);
+      if (real) serverInfo = await runReal(opts, tmp, rows, floods, pairWith)
     } finally {
-      if (pairWith !== null) await stopServer(pairWith.child, 5000);
+      if (pairWith !== null) await stopServer(pairWith.child, 5000)
     }
-    if (opts.million) million = await runMillion(opts, tmp);
+    if (opts.million) million = await runMillion(opts, tmp)
   }
 
   // Ratios to bare Fastify at the same connection count: the paired run beside the row when
   // there is one, else the bare run at the start.
   for (const r of rows) {
-    const bare = r.pairedBare?.okPerSec ?? rows.find((b) => b.id === 'bare-fastify' && b.connections === r.connections)?.stats.okPerSec;
-    r.ratio = bare === undefined || bare === 0 ? null : rowRate(r) / bare;
+    const bare = r.pairedBare?.okPerSec ?? rows.find((b) => b.id === 'bare-fastify' && b.connections === r.connections)?.stats.okPerSec
+    r.ratio = bare === undefined || bare === 0 ? null : rowRate(r) / bare
   }
 
   // Control: bare node:http must be clearly faster than bare Fastify, or the load generator is the limit.
-  const controls: ControlCheck[] = [];
+  const controls: ControlCheck[] = []
   for (const c of opts.connections) {
-    const h = rows.find((r) => r.id === 'bare-http' && r.connections === c);
-    const f = rows.find((r) => r.id === 'bare-fastify' && r.connections === c);
-    if (h === undefined || f === undefined) continue;
-    const ratio = h.stats.okPerSec / f.stats.okPerSec;
+    const h = rows.find((r) => r.id === 'bare-http' && r.connections === c)
+    const f = rows.find((r) => r.id === 'bare-fastify' && r.connections === c)
+    if (h === undefined || f === undefined) continue
+    const ratio = h.stats.okPerSec / f.stats.okPerSec
     // One connection is a ping-pong bound by round-trip latency, not by anyone's
     // throughput; the generator-bottleneck test only means something under load.
-    const checked = c >= 8;
-    const ok = !checked || ratio >= opts.controlMargin;
-    controls.push({ connections: c, bareHttp: h.stats.okPerSec, bareFastify: f.stats.okPerSec, ratio, ok, checked });
+    const checked = c >= 8
+    const ok = !checked || ratio >= opts.controlMargin
+    controls.push({ connections: c, bareHttp: h.stats.okPerSec, bareFastify: f.stats.okPerSec, ratio, ok, checked })
     if (!ok) {
       warn(
         `!!! LOAD GENERATOR BOTTLENECK? At ${c} connection(s) bare node:http (${fmtInt(h.stats.okPerSec)} req/s) is only ` +
           `${ratio.toFixed(2)}x bare Fastify (${fmtInt(f.stats.okPerSec)} req/s); it should be >= ${opts.controlMargin.toFixed(2)}x. ` +
-          `The load generator, not the server, may be setting the pace: ratios at ${c} connection(s) mean little. !!!`,
-      );
+          `The load generator, not the server, may be setting the pace: ratios at ${c} connection(s) mean little. !!!`
+      )
     }
   }
 
   for (const r of rows) {
-    const p = rowProblems(r);
-    if (p !== '') warn(`${r.label} @${r.connections}: ${p}`);
+    const p = rowProblems(r)
+    if (p !== '') warn(`${r.label} @${r.connections}: ${p}`)
   }
-  const noisy = rows.filter((r) => r.id !== 'flood-attack' && r.cpu !== undefined && (r.cpu.otherPct ?? 0) > 25);
+  const noisy = rows.filter((r) => r.id !== 'flood-attack' && r.cpu !== undefined && (r.cpu.otherPct ?? 0) > 25)
   if (noisy.length > 0) {
     warn(`other processes used > 25% of a core during ${noisy.length} run(s) ` +
-      `(${noisy.map((r) => `${r.label} @${r.connections}: ${r.cpu?.otherPct}%`).join('; ')}): those numbers are noisy, rerun on a quiet machine`);
+      `(${noisy.map((r) => `${r.label} @${r.connections}: ${r.cpu?.otherPct}%`).join('; ')}): those numbers are noisy, rerun on a quiet machine`)
   }
 
-  const targets = checkTargets(rows, floods, million, 1_000_000);
+  const targets = checkTargets(rows, floods, million, 1_000_000)
 
   // ---- print
-  const out: string[] = [];
-  out.push('');
+  const out: string[] = []
+  out.push('')
   out.push(`Simple KV benchmark  ${machine.date}  ${machine.cpus} x ${machine.cpuModel}, node ${machine.node}, ` +
-    `${opts.duration} s/run, autocannon ${machine.autocannon} in-process on the same machine`);
-  out.push(`req/s counts 2xx answers only (the flood row counts its 401s); ratio = req/s / bare Fastify req/s at the same connections,`);
-  out.push(`measured right before the row when "bare req/s" shows it (paired), else in the bare Fastify row`);
+    `${opts.duration} s/run, autocannon ${machine.autocannon} in-process on the same machine`)
+  out.push('req/s counts 2xx answers only (the flood row counts its 401s); ratio = req/s / bare Fastify req/s at the same connections,')
+  out.push('measured right before the row when "bare req/s" shows it (paired), else in the bare Fastify row')
   if (rows.length > 0) {
-    out.push('');
-    out.push(renderTable(rows));
-    out.push('cpu% = percent of one core used during the measured run by the server / the load generator (this process) / everything else');
+    out.push('')
+    out.push(renderTable(rows))
+    out.push('cpu% = percent of one core used during the measured run by the server / the load generator (this process) / everything else')
   }
-  out.push('');
+  out.push('')
   for (const c of controls) {
     out.push(`control @${c.connections}: bare node:http / bare Fastify = ${c.ratio.toFixed(2)} ` +
       (!c.checked
         ? '(not checked: one connection is latency-bound)'
         : c.ok
           ? `(ok, >= ${opts.controlMargin.toFixed(2)})`
-          : `!!! below ${opts.controlMargin.toFixed(2)}: load generator may be the bottleneck, ratios unreliable !!!`));
+          : `!!! below ${opts.controlMargin.toFixed(2)}: load generator may be the bottleneck, ratios unreliable !!!`))
   }
   if (million !== null) {
-    out.push('');
+    out.push('')
     out.push(`memory/restart (${fmtInt(million.keys)} keys x 100 B, on-disk project): ` +
       (million.loadMode === 'put'
         ? `loaded by PUT in ${(million.loadSeconds ?? NaN).toFixed(1)} s (${fmtInt(million.loadOkPerSec ?? NaN)} PUT/s, non-2xx ${million.loadNon2xx}, errors ${million.loadErrors}); `
@@ -952,27 +959,27 @@ async function main(): Promise<void> {
       `RSS empty ${fmtMB(million.rssEmptyBytes)}, loaded ${fmtMB(million.rssLoadedBytes)}, settled ${fmtMB(million.rssAfterSettleBytes)}, peak ${fmtMB(million.peakRssBytes)}; ` +
       `shutdown ${million.shutdownMs === null ? '-' : `${million.shutdownMs.toFixed(0)} ms`}; store files ${fmtMB(million.storageBytes)}; ` +
       `restart to first GET ${million.restartToFirstGetMs === null ? 'FAILED' : `${million.restartToFirstGetMs.toFixed(0)} ms`}; ` +
-      `RSS after restart ${fmtMB(million.rssAfterRestartBytes)}; sample ${million.sampleChecked - million.sampleMismatches}/${million.sampleChecked} ok`);
+      `RSS after restart ${fmtMB(million.rssAfterRestartBytes)}; sample ${million.sampleChecked - million.sampleMismatches}/${million.sampleChecked} ok`)
   }
-  const genBound = rows.filter((r) => r.id !== 'flood-attack' && (r.cpu?.generatorPct ?? 0) >= 90);
+  const genBound = rows.filter((r) => r.id !== 'flood-attack' && (r.cpu?.generatorPct ?? 0) >= 90)
   if (genBound.length > 0) {
     out.push(`note: the load generator used >= 90% of a core in ${genBound.length} run(s) ` +
-      `(${genBound.map((r) => `${r.label} @${r.connections}`).join('; ')}): their req/s may be capped by the generator, not the server`);
+      `(${genBound.map((r) => `${r.label} @${r.connections}`).join('; ')}): their req/s may be capped by the generator, not the server`)
   }
-  out.push('');
-  out.push('targets (issue 4):');
-  out.push(renderTargets(targets));
-  const failedControl = controls.filter((c) => !c.ok);
+  out.push('')
+  out.push('targets (issue 4):')
+  out.push(renderTargets(targets))
+  const failedControl = controls.filter((c) => !c.ok)
   if (failedControl.length > 0) {
     out.push(`!!! the control failed at ${failedControl.map((c) => c.connections).join(', ')} connection(s): ` +
-      'ratio verdicts there are not trustworthy (see the warning above) !!!');
+      'ratio verdicts there are not trustworthy (see the warning above) !!!')
   }
   if (warnings.length > 0) {
-    out.push('');
-    out.push(`${warnings.length} warning(s):`);
-    for (const w of warnings) out.push(`  - ${w}`);
+    out.push('')
+    out.push(`${warnings.length} warning(s):`)
+    for (const w of warnings) out.push(`  - ${w}`)
   }
-  process.stdout.write(out.join('\n') + '\n');
+  process.stdout.write(out.join('\n') + '\n')
 
   // ---- JSON
   const report = {
@@ -987,7 +994,7 @@ async function main(): Promise<void> {
       ratioToBareFastify: r.ratio,
       expect: r.expect,
       cpuPercentOfOneCore: r.cpu ?? null,
-      ...r.stats,
+      ...r.stats
     })),
     control: controls,
     flood: floods,
@@ -995,22 +1002,22 @@ async function main(): Promise<void> {
     million,
     targets,
     warnings,
-    processes: spawnHistory(),
-  };
-  mkdirSync(RESULTS_DIR, { recursive: true });
-  const stamp = machine.date.replace(/[:.]/g, '-');
-  const json = JSON.stringify(report, null, 2) + '\n';
-  writeFileSync(join(RESULTS_DIR, `${stamp}.json`), json);
-  writeFileSync(join(RESULTS_DIR, 'latest.json'), json);
-  log(`results written to bench/results/${stamp}.json and bench/results/latest.json (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    processes: spawnHistory()
+  }
+  mkdirSync(RESULTS_DIR, { recursive: true })
+  const stamp = machine.date.replace(/[:.]/g, '-')
+  const json = JSON.stringify(report, null, 2) + '\n'
+  writeFileSync(join(RESULTS_DIR, `${stamp}.json`), json)
+  writeFileSync(join(RESULTS_DIR, 'latest.json'), json)
+  log(`results written to bench/results/${stamp}.json and bench/results/latest.json (${((Date.now() - t0) / 1000).toFixed(0)} s)`)
 
-  if (opts.strict && targets.some((t) => t.verdict === 'MISS')) process.exitCode = 3;
+  if (opts.strict && targets.some((t) => t.verdict === 'MISS')) process.exitCode = 3
 }
 
 main().then(
   () => process.exit(process.exitCode ?? 0),
   (err: unknown) => {
-    process.stderr.write(`\n[bench] ERROR: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+    process.stderr.write(`\n[bench] ERROR: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+    process.exit(1)
+  }
+)

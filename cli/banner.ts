@@ -1,4 +1,4 @@
-import { formatGeneratedKeys } from '../lib/console.js'
+import { formatGeneratedKeys } from '../lib/keys-box.js'
 import type { GeneratedKey } from '../lib/registry.js'
 
 export interface BannerProject {

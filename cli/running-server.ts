@@ -76,4 +76,3 @@ export async function whileNoServerRuns<T> (store: ConfigStore, edit: () => Prom
     await lock.release()
   }
 }
-

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { VERSION } from '../lib/version.js'
+import { browserSecurity } from './security.js'
 
 export interface DocsPluginOptions {
   /** The prefix the app is mounted under, so Swagger UI finds its assets. */
@@ -32,10 +33,14 @@ export default fp<DocsPluginOptions>(async (fastify, opts) => {
       }
     }
   })
-  await fastify.register(swaggerUi, {
-    routePrefix: '/docs',
-    indexPrefix: opts.prefix ?? '',
-    uiConfig: { docExpansion: 'list', deepLinking: false }
+  // Encapsulated, so @fastify/helmet's per-request hooks run on the pages of Swagger UI only.
+  await fastify.register(async (pages) => {
+    await pages.register(browserSecurity)
+    await pages.register(swaggerUi, {
+      routePrefix: '/docs',
+      indexPrefix: opts.prefix ?? '',
+      uiConfig: { docExpansion: 'list', deepLinking: false }
+    })
   })
   fastify.get('/openapi.json', { schema: { hide: true } }, async () => fastify.swagger())
 }, { name: 'kv-docs', fastify: '5.x' })

@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import cors from '@fastify/cors'
+import fastifyHelmet, { type FastifyHelmetOptions } from '@fastify/helmet'
 import fp from 'fastify-plugin'
 import helmet, { type HelmetOptions } from 'helmet'
 
-const helmetOptions: HelmetOptions = {
+/** One set of Helmet options for the API's precomputed headers and for @fastify/helmet on the docs pages. */
+export const helmetOptions: HelmetOptions = {
   contentSecurityPolicy: {
     useDefaults: false,
     directives: {
@@ -41,13 +43,30 @@ export function helmetHeaders (options: HelmetOptions = helmetOptions): Record<s
 }
 
 /**
+ * @fastify/helmet for the context it is registered in (the HTML pages and
+ * assets of Swagger UI): the browser header set built per request, with
+ * `reply.helmet()` at hand, for the same options as the API.
+ */
+export const browserSecurity = fp(async (fastify) => {
+  const precomputed = Object.keys(helmetHeaders())
+  // The app-wide hook has already put the precomputed set on the reply, and a
+  // reply's headers win over those Helmet sets on the raw response: take them off.
+  fastify.addHook('onRequest', function dropPrecomputedHeaders (_request, reply, done) {
+    for (const name of precomputed) reply.removeHeader(name)
+    done()
+  })
+  // The same helmet package, typed once through its CommonJS declarations (for @fastify/helmet) and once through its ES ones.
+  await fastify.register(fastifyHelmet, helmetOptions as FastifyHelmetOptions)
+}, { name: 'kv-browser-security', fastify: '5.x' })
+
+/**
  * Helmet's security headers on every response of the app, with a content
  * security policy Swagger UI works under, and CORS only for the origins the
  * config names.
  */
 export default fp(async (fastify) => {
   const headers = helmetHeaders()
-  fastify.addHook('onRequest', (_request, reply, done) => {
+  fastify.addHook('onRequest', function securityHeaders (_request, reply, done) {
     reply.headers(headers)
     done()
   })

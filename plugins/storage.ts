@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { formatGeneratedKeys } from '../lib/console.js'
+import { formatGeneratedKeys } from '../lib/keys-box.js'
 import { Registry, type GeneratedKey } from '../lib/registry.js'
 
 declare module 'fastify' {

@@ -1,4 +1,4 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Type, type Static, type TSchema, type TUnknown } from '@sinclair/typebox'
 import { SystemInfoSchema, type SystemInfo } from './system.js'
 
 const SystemOrNull = Type.Union([SystemInfoSchema, Type.Null()], { description: 'Server information on system-key routes once the key check passed; null otherwise.' })
@@ -13,7 +13,5 @@ export function EnvelopeSchema<D extends TSchema> (data: D, opts: { system: bool
   }, { description: opts.description })
 }
 
-const AnyEnvelopeSchema = EnvelopeSchema(Type.Unknown(), { system: true, description: 'Any response.' })
-
 /** An envelope as code builds it; `data` is typed by the route. */
-export type Envelope<T = null> = Omit<Static<typeof AnyEnvelopeSchema>, 'data' | 'System'> & { System: SystemInfo | null, data: T }
+export type Envelope<T = null> = Omit<Static<ReturnType<typeof EnvelopeSchema<TUnknown>>>, 'data' | 'System'> & { System: SystemInfo | null, data: T }

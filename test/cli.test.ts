@@ -9,9 +9,12 @@ import { UsageError } from '../cli/errors.js'
 import { main, run } from '../cli/main.js'
 import type { KvConfig } from '../lib/config.js'
 import { VERSION } from '../lib/version.js'
-import { compiledServer } from './compiled.js'
-import { build, tempDir, testConfig } from './helper.js'
-import { freePort, ROOT, runCli, ServerProcess, writeConfig } from './server/proc.js'
+import { compiledServer } from './support/compiled.js'
+import { build, testConfig, writeConfig } from './support/app.js'
+import { freePort } from './support/net.js'
+import { runCli, ServerProcess } from './support/process.js'
+import { ROOT } from './support/root.js'
+import { tempDir } from './support/temp.js'
 
 const KEY_LINE = /^│ (system key|project '[^']+')\s+([A-Za-z0-9_-]{43})\s*│$/gm
 

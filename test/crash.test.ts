@@ -1,14 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { Agent, request } from 'node:http'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { Agent } from 'node:http'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { readStoreFiles } from '../lib/engines/local/recovery.js'
-import { compiledServer } from './compiled.js'
-import { PROJECT_KEY, testConfig } from './helper.js'
+import { PROJECT_KEY, testConfig } from './support/app.js'
+import { compiledServer } from './support/compiled.js'
+import { freePort, httpRequest, type HttpReply as Reply } from './support/net.js'
+import { ServerProcess } from './support/process.js'
+import { tempDir } from './support/temp.js'
 
 /*
  * A real server process under concurrent PUT/DELETE load, killed with SIGKILL
@@ -17,38 +16,14 @@ import { PROJECT_KEY, testConfig } from './helper.js'
  * exact value, and nothing appears that no request sent.
  */
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url))
 /** Independent servers killed side by side (each on its own folder and port), to keep the wall time short. */
 const LANES = 3
 const KILLS_PER_LANE = 7
 const WORKERS = 12
 const KEYS_PER_WORKER = 4
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const probe = createServer()
-    probe.on('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address()
-      probe.close(() => { resolve(typeof address === 'object' && address !== null ? address.port : 0) })
-    })
-  })
-}
-
-interface Reply { status: number, body: string }
-
 function send (agent: Agent, port: number, method: string, path: string, headers: Record<string, string>, body?: string): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, agent, headers: { ...headers, ...(body === undefined ? {} : { 'content-length': Buffer.byteLength(body) }) } }, res => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body: text }) })
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
+  return httpRequest(port, method, path, headers, body, { agent })
 }
 
 type Value = string | { [k: string]: unknown }
@@ -64,40 +39,6 @@ interface KeyState {
 
 const same = (a: Outcome, b: Outcome): boolean => JSON.stringify(a) === JSON.stringify(b)
 
-class Server {
-  readonly child: ChildProcess
-  stderr = ''
-  readonly exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
-
-  constructor (script: string, configPath: string) {
-    this.child = spawn(process.execPath, [script, '--config', configPath], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SIMPLE_KV_CONFIG: '' } })
-    this.child.stderr?.setEncoding('utf8').on('data', (s: string) => { this.stderr += s })
-    this.exited = new Promise(resolve => { this.child.on('exit', (code, signal) => { resolve({ code, signal }) }) })
-  }
-
-  get running (): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null
-  }
-
-  async kill (): Promise<void> {
-    if (this.running) this.child.kill('SIGKILL')
-    await this.exited
-  }
-}
-
-async function waitHealthy (server: Server, port: number): Promise<void> {
-  const agent = new Agent({ keepAlive: false })
-  const deadline = Date.now() + 20_000
-  while (Date.now() < deadline) {
-    if (!server.running) throw new Error(`server exited before it listened: ${server.stderr}`)
-    try {
-      if ((await send(agent, port, 'GET', '/health', {})).status === 200) return
-    } catch {}
-    await new Promise(resolve => setTimeout(resolve, 25))
-  }
-  throw new Error(`server did not answer /health in time: ${server.stderr}`)
-}
-
 interface LaneResult {
   kills: number
   acknowledged: number
@@ -107,8 +48,7 @@ interface LaneResult {
 
 /** One server, its folder and its load: KILLS_PER_LANE rounds of load, SIGKILL, restart, check. */
 async function lane (t: Test, script: string, index: number): Promise<LaneResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'simple-kv-crash-'))
-  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const dir = tempDir(t, 'simple-kv-crash-')
   const port = await freePort()
   const configPath = join(dir, 'config.json')
   // A small journal bound, so kills also land in the middle of compactions.
@@ -121,8 +61,8 @@ async function lane (t: Test, script: string, index: number): Promise<LaneResult
   const auth = { authorization: `Bearer ${PROJECT_KEY}` }
   const keys = Array.from({ length: WORKERS * KEYS_PER_WORKER }, (_, i) => `key-${i}/${i % 3 === 0 ? 'é' : 'x'}`)
   const state = new Map<string, KeyState>(keys.map(k => [k, { acked: undefined, pending: [] }]))
-  const servers: Server[] = []
-  t.teardown(async () => { for (const s of servers) await s.kill() })
+  // The harness kills every server it started when the test ends.
+  const start = (): ServerProcess => ServerProcess.spawn(t, [script, '--config', configPath], { output: 'stderr' })
   const result: LaneResult = { kills: 0, acknowledged: 0, unexpected: 0, tornTails: 0 }
   let seq = 0
 
@@ -186,21 +126,20 @@ async function lane (t: Test, script: string, index: number): Promise<LaneResult
   }
 
   for (let round = 0; round <= KILLS_PER_LANE; round++) {
-    const server = new Server(script, configPath)
-    servers.push(server)
-    await waitHealthy(server, port)
+    const server = start()
+    await server.waitForHealth(port)
     await verify(round)
 
     if (round === 1 && index === 0) {
-      const second = new Server(script, configPath)
-      const exit = await second.exited
+      const second = start()
+      const exit = await second.exited()
       t.not(exit.code, 0, 'a second server on the same storage folder refuses to start')
       t.match(second.stderr, `The storage folder ${storage} is in use by another Simple KV process (pid ${server.child.pid as number}`)
     }
 
     if (round === KILLS_PER_LANE) {
       server.child.kill('SIGTERM')
-      t.equal((await server.exited).code, 0, `lane ${index}: a clean stop exits 0`)
+      t.equal((await server.exited()).code, 0, `lane ${index}: a clean stop exits 0`)
       break
     }
 

@@ -3,7 +3,8 @@ import { join } from 'node:path'
 import Fastify from 'fastify'
 import t from 'tap'
 import app, { serverOptions } from '../app.js'
-import { proj, sys, tempDir, testConfig } from './helper.js'
+import { proj, sys, testConfig } from './support/app.js'
+import { tempDir } from './support/temp.js'
 
 t.test('the app embeds under a prefix without touching the host', async t => {
   const dir = tempDir(t)

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { bearer, build } from './helper.js'
+import { bearer, build } from './support/app.js'
 
 t.test('first run: default config with first_project, keys shown once, only hashes saved', async t => {
   const { app, configPath, generated, dir } = await build(t, { config: null })

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import t from 'tap'
-import { PROJECT_KEY, SYSTEM_KEY, build, sys, testConfig } from './helper.js'
+import { build, PROJECT_KEY, sys, SYSTEM_KEY, testConfig } from './support/app.js'
 
 const methods = ['GET', 'PUT', 'POST', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS'] as const
 const prefixes = [

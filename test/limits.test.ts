@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build, proj, testConfig } from './helper.js'
+import { build, proj, testConfig } from './support/app.js'
 
 const base = '/api/v1/projects/p1/store'
 const json = { ...proj, 'content-type': 'application/json' }

@@ -2,7 +2,8 @@ import { pbkdf2Sync } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { build, tempDir } from './helper.js'
+import { build } from './support/app.js'
+import { tempDir } from './support/temp.js'
 
 function pykvHash (key: string, salt: Buffer, iterations = 200000): string {
   return `pbkdf2_sha256$${iterations}$${salt.toString('base64url')}$${pbkdf2Sync(key, salt, iterations, 32, 'sha256').toString('base64url')}`
@@ -70,7 +71,7 @@ t.test('a store file that does not parse stops start-up and is left untouched', 
   const file = join(dir, 'storage_data', 'p_store.json')
   for (const text of ['{"a": {"value": 1', '[1,2]', '{"a": 5}']) {
     writeFileSync(file, text)
-    await t.rejects(build(t, { dir }), new RegExp('p_store\\.json'))
+    await t.rejects(build(t, { dir }), /p_store\.json/)
     t.equal(readFileSync(file, 'utf8'), text)
   }
 })

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import { ConfigStore, effectiveAuthentication, resolveConfigPath } from '../../lib/config.js'
-import { formatGeneratedKeys } from '../../lib/console.js'
+import { formatGeneratedKeys } from '../../lib/keys-box.js'
 import type { GeneratedKey } from '../../lib/registry.js'
 import { CliError } from '../errors.js'
 import type { Io } from '../io.js'

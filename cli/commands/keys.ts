@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import { ConfigStore, effectiveAuthentication, mergeAuthentication, resolveConfigPath, type AuthenticationConfig, type KvConfig } from '../../lib/config.js'
-import { formatGeneratedKeys } from '../../lib/console.js'
+import { formatGeneratedKeys } from '../../lib/keys-box.js'
 import { newKeyFields } from '../../lib/keys.js'
 import type { GeneratedKey } from '../../lib/registry.js'
 import type { KeyTarget } from '../args.js'

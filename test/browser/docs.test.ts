@@ -5,8 +5,10 @@ import { chromium, type Browser, type Page } from 'playwright-core'
 import t, { type Test } from 'tap'
 import app, { serverOptions } from '../../app.js'
 import { VERSION } from '../../lib/version.js'
-import { tempDir, testConfig } from '../helper.js'
-import { ROOT, ServerProcess, writeConfig } from '../server/proc.js'
+import { testConfig, writeConfig } from '../support/app.js'
+import { ServerProcess } from '../support/process.js'
+import { ROOT } from '../support/root.js'
+import { tempDir } from '../support/temp.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const OUTPUT = join(process.env.TEST_OUTPUT_DIR ?? join(ROOT, 'test-output'), 'browser')

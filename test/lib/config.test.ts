@@ -4,7 +4,8 @@ import t from 'tap'
 import { ConfigStore, configError, defaultConfig, resolveConfigPath } from '../../lib/config.js'
 import { ConfigError } from '../../lib/errors.js'
 import { configJsonSchema } from '../../schemas/json-schema.js'
-import { build, tempDir, testConfig } from '../helper.js'
+import { build, testConfig } from '../support/app.js'
+import { tempDir } from '../support/temp.js'
 
 t.test('a missing config file is created with the defaults, mode 0600', async t => {
   const dir = tempDir(t)

@@ -4,6 +4,7 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { DirLock, LOCK_FILE_NAME, processAlive, processStartTime } from '../../lib/lock.js'
+import { tempDir } from '../support/temp.js'
 
 function writeLock (dir: string, owner: unknown): string {
   const file = join(dir, LOCK_FILE_NAME)
@@ -26,7 +27,7 @@ async function deadPid (): Promise<number> {
 }
 
 t.test('the lock holds our pid; a second taker in the same process is refused; release frees it', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const lock = await DirLock.acquire(dir)
   const owner = JSON.parse(readFileSync(join(dir, LOCK_FILE_NAME), 'utf8'))
   t.equal(owner.pid, process.pid)
@@ -40,7 +41,7 @@ t.test('the lock holds our pid; a second taker in the same process is refused; r
 })
 
 t.test('a lock held by a live process: refused with a message naming the folder and the pid', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const child = await liveProcess(t)
   const owner = { pid: child.pid, start: await processStartTime(child.pid), host: hostname() }
   const file = writeLock(dir, owner)
@@ -52,7 +53,7 @@ t.test('a lock held by a live process: refused with a message naming the folder 
 })
 
 t.test('a lock left by a dead process is taken over', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const pid = await deadPid()
   t.notOk(processAlive(pid))
   const file = writeLock(dir, { pid, start: '1', host: hostname() })
@@ -62,7 +63,7 @@ t.test('a lock left by a dead process is taken over', async t => {
 })
 
 t.test('a live pid that started at another time is a reused pid: the lock is stale', { skip: existsSync('/proc/self/stat') ? false : 'needs /proc' }, async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const child = await liveProcess(t)
   writeLock(dir, { pid: child.pid, start: '1', host: hostname() })
   const lock = await DirLock.acquire(dir)
@@ -71,14 +72,14 @@ t.test('a live pid that started at another time is a reused pid: the lock is sta
 })
 
 t.test('our own pid in a lock we do not hold was left by an earlier process (a container\'s pid 1): stale', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   writeLock(dir, { pid: process.pid, start: null, host: hostname() })
   const lock = await DirLock.acquire(dir)
   await lock.release()
 })
 
 t.test('an unreadable lock file has no live owner', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   writeLock(dir, '')
   const lock = await DirLock.acquire(dir)
   t.equal(JSON.parse(readFileSync(lock.path, 'utf8')).pid, process.pid)
@@ -86,13 +87,13 @@ t.test('an unreadable lock file has no live owner', async t => {
 })
 
 t.test('a lock from another machine cannot be checked: refused, naming that host', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   writeLock(dir, { pid: 4242, start: null, host: 'elsewhere.example' })
   await t.rejects(DirLock.acquire(dir), { message: /pid 4242 on elsewhere\.example/ })
 })
 
 t.test('release leaves a lock that is no longer ours', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const lock = await DirLock.acquire(dir)
   const other = writeLock(dir, { pid: 4242, start: null, host: 'elsewhere.example' })
   await lock.release()
@@ -100,7 +101,7 @@ t.test('release leaves a lock that is no longer ours', async t => {
 })
 
 t.test('two takers racing for a stale lock: exactly one wins', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   writeLock(dir, { pid: await deadPid(), start: null, host: hostname() })
   const results = await Promise.allSettled([DirLock.acquire(dir), DirLock.acquire(dir), DirLock.acquire(dir)])
   const won = results.filter(r => r.status === 'fulfilled')

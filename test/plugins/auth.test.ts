@@ -1,6 +1,6 @@
 import { pbkdf2Sync } from 'node:crypto'
 import t from 'tap'
-import { PROJECT_KEY, SYSTEM_KEY, build, testConfig } from '../helper.js'
+import { build, PROJECT_KEY, SYSTEM_KEY, testConfig } from '../support/app.js'
 
 const status = '/status'
 

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { build, proj, sys } from '../helper.js'
+import { build, proj, sys } from '../support/app.js'
 
 function isEnvelope (t: Test, body: any, status: number): void {
   t.same(Object.keys(body), ['status_code', 'message', 'System', 'data'])

@@ -2,7 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { ConfigStore } from '../../lib/config.js'
-import { PROJECT_KEY, bearer, build, proj, sys, testConfig } from '../helper.js'
+import { bearer, build, proj, PROJECT_KEY, sys, testConfig } from '../support/app.js'
 
 const json = { 'content-type': 'application/json' }
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build, sys } from '../helper.js'
+import { build, sys } from '../support/app.js'
 
 t.test('GET /health needs no key and carries no System', async t => {
   const { app } = await build(t)

@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { build, proj, testConfig } from '../helper.js'
+import { build, proj, testConfig } from '../support/app.js'
 
 const base = '/api/v1/projects/p1/store'
 
@@ -96,6 +96,7 @@ t.test('keys: percent-encoded slash, unicode, __proto__ and constructor are ordi
   const list = (await app.inject({ method: 'GET', url: base, headers: proj })).json().data
   t.same(Object.keys(list).sort(), [...keys].sort())
   t.equal(Object.getPrototypeOf(list), Object.prototype)
+  // eslint-disable-next-line no-proto -- the stored key named __proto__, an own property of the parsed JSON
   t.same(list.__proto__.value, { k: '__proto__' })
 })
 

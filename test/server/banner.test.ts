@@ -5,8 +5,9 @@ import { formatBanner, type BannerInfo } from '../../cli/banner.js'
 import type { KvConfig } from '../../lib/config.js'
 import { verifyHash } from '../../lib/keys.js'
 import { VERSION } from '../../lib/version.js'
-import { PROJECT_KEY, tempDir, testConfig } from '../helper.js'
-import { ServerProcess, writeConfig } from './proc.js'
+import { PROJECT_KEY, testConfig, writeConfig } from '../support/app.js'
+import { ServerProcess } from '../support/process.js'
+import { tempDir } from '../support/temp.js'
 
 const info: BannerInfo = {
   version: '9.8.7',

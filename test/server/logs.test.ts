@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { PROJECT_KEY, SYSTEM_KEY, tempDir, testConfig } from '../helper.js'
-import { runInTerminal, ServerProcess, writeConfig, type Exit } from './proc.js'
+import { PROJECT_KEY, SYSTEM_KEY, testConfig, writeConfig } from '../support/app.js'
+import { type Exit, runInTerminal, ServerProcess } from '../support/process.js'
+import { tempDir } from '../support/temp.js'
 
 /** The stdout lines that are JSON log records (the banner is plain text between them). */
 function records (stdout: string): Array<Record<string, unknown>> {
@@ -91,6 +92,7 @@ t.test('on a terminal: coloured pretty logs and banner, chosen automatically; Ct
   const exit = await term.exited
   t.equal(exit.code, 0, 'script reports the server exited 0')
   const shown = term.output()
+  // eslint-disable-next-line no-control-regex -- the ANSI colour codes are what is checked
   t.match(shown, /\[\d\d:\d\d:\d\d\.\d{3}\] \x1b\[32mINFO\x1b\[39m: \x1b\[36mServer listening at http:\/\/127\.0\.0\.1:\d+/, 'pretty, coloured log line')
   t.match(shown, '\x1b[1m\x1b[36mSimple KV\x1b[39m\x1b[22m', 'coloured banner')
   t.match(shown, 'shutting down')

@@ -3,8 +3,9 @@ import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { PROJECT_KEY, tempDir, testConfig } from '../helper.js'
-import { ServerProcess, writeConfig } from './proc.js'
+import { PROJECT_KEY, testConfig, writeConfig } from '../support/app.js'
+import { ServerProcess } from '../support/process.js'
+import { tempDir } from '../support/temp.js'
 
 const BODY = 'written while the server was shutting down'
 

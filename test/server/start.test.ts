@@ -2,8 +2,9 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
-import { tempDir, testConfig } from '../helper.js'
-import { runCli, writeConfig } from './proc.js'
+import { testConfig, writeConfig } from '../support/app.js'
+import { runCli } from '../support/process.js'
+import { tempDir } from '../support/temp.js'
 
 t.test('a port already in use: one clear line, exit 1', async t => {
   const blocker = createServer()

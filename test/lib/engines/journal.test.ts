@@ -1,7 +1,6 @@
 import { execFileSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { StorageError } from '../../../lib/errors.js'
@@ -11,6 +10,7 @@ import { readStoreFiles } from '../../../lib/engines/local/recovery.js'
 import { snapshotText, writeSnapshotAtomic } from '../../../lib/engines/local/snapshot-file.js'
 import { LocalEngine } from '../../../lib/engines/local/engine.js'
 import type { JsonValue, KvRecord } from '../../../lib/record.js'
+import { makeTempDir, tempDir } from '../../support/temp.js'
 
 const ID = 'p'
 
@@ -90,7 +90,7 @@ function faultyDisk (): { openJournal: (path: string) => Promise<FileHandle>, fa
 }
 
 t.test('each change is one JSON line in the journal; a clean close folds them into <id>_store.json', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const { store, journal } = await openStore(dir)
   await store.set('a', 'one')
   await store.set('b', { n: 1 })
@@ -126,7 +126,7 @@ t.test('each change is one JSON line in the journal; a clean close folds them in
 })
 
 t.test('writes that arrive together share one write and one fsync (group commit)', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const disk = faultyDisk()
   const { store } = await openStore(dir, { openJournal: disk.openJournal })
   await Promise.all(Array.from({ length: 200 }, async (_, i) => await store.set(`k${i}`, `v${i}`)))
@@ -149,7 +149,7 @@ t.test('writes that arrive together share one write and one fsync (group commit)
 })
 
 t.test('memory changes only once the batch is durable', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const { store } = await openStore(dir)
   await store.set('k', 'old')
   const write = store.set('k', 'new')
@@ -161,7 +161,7 @@ t.test('memory changes only once the batch is durable', async t => {
 })
 
 t.test('a torn last journal line is dropped with a warning, cut off, and later writes follow it', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const file = journalFileName(dir, ID)
   const good = line({ op: 'set', key: 'a', record: rec('A') }) + line({ op: 'set', key: 'b', record: rec('B') })
   writeFileSync(file, good + '{"op":"set","key":"c","rec')
@@ -179,7 +179,7 @@ t.test('a torn last journal line is dropped with a warning, cut off, and later w
 })
 
 t.test('a torn multi-byte character in the last line is a torn line too', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const file = journalFileName(dir, ID)
   const full = Buffer.from(line({ op: 'set', key: 'é', record: rec('€') }))
   writeFileSync(file, Buffer.concat([Buffer.from(line({ op: 'set', key: 'a', record: rec('A') })), full.subarray(0, full.indexOf(0xe2) + 1)]))
@@ -190,7 +190,7 @@ t.test('a torn multi-byte character in the last line is a torn line too', async 
 })
 
 t.test('a corrupt line in the middle of the journal stops start-up, naming file and line; nothing is changed', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const file = journalFileName(dir, ID)
   const snapshot = snapshotText([['s', rec('S')]])
   writeFileSync(storeFileName(dir, ID), snapshot)
@@ -215,7 +215,7 @@ t.test('a corrupt line in the middle of the journal stops start-up, naming file 
 })
 
 t.test('invalid UTF-8 in a journal line stops start-up', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const file = journalFileName(dir, ID)
   const text = Buffer.concat([Buffer.from('{"op":"set","key":"a","record":{"value":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}}\n'), Buffer.from(line({ op: 'clear' }))])
   writeFileSync(file, text)
@@ -224,7 +224,7 @@ t.test('invalid UTF-8 in a journal line stops start-up', async t => {
 })
 
 t.test('a corrupt snapshot stops start-up naming the file; snapshot and journal are left untouched', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const snapshot = storeFileName(dir, ID)
   const journal = journalFileName(dir, ID)
   const journalText = line({ op: 'set', key: 'a', record: rec('A') })
@@ -241,7 +241,7 @@ t.test('a corrupt snapshot stops start-up naming the file; snapshot and journal 
 })
 
 t.test('a partial write then ENOSPC fails the batch: memory and file as before, and the next write works', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const disk = faultyDisk()
   const { store } = await openStore(dir, { openJournal: disk.openJournal })
   await store.set('k', 'v1')
@@ -262,7 +262,7 @@ t.test('a partial write then ENOSPC fails the batch: memory and file as before, 
 })
 
 t.test('a failed fsync fails the batch and its lines are cut off', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const disk = faultyDisk()
   const { store } = await openStore(dir, { openJournal: disk.openJournal })
   await store.set('a', 1)
@@ -278,7 +278,7 @@ t.test('a failed fsync fails the batch and its lines are cut off', async t => {
 })
 
 t.test('a real ENOSPC from the kernel: the journal is /dev/full', { skip: existsSync('/dev/full') ? false : 'no /dev/full here' }, async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const { store } = await openStore(dir)
   symlinkSync('/dev/full', journalFileName(dir, ID))
   await t.rejects(store.set('a', 1), { name: 'StorageUnavailableError', kind: 'storage_unavailable' })
@@ -290,7 +290,7 @@ t.test('a real ENOSPC from the kernel: the journal is /dev/full', { skip: exists
 })
 
 t.test('the journal path is a directory: 507, reads keep working, and writes work again once it is gone', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const first = await openStore(dir)
   await first.store.set('keep', 'me')
   await first.store.close()
@@ -306,7 +306,7 @@ t.test('the journal path is a directory: 507, reads keep working, and writes wor
 })
 
 t.test('the storage folder replaced by a file, then by an empty folder: the engine rewrites its files from memory', async t => {
-  const root = t.testdir()
+  const root = tempDir(t)
   const dir = join(root, 'storage')
   const { store } = await openStore(dir)
   await store.set('a', 'A')
@@ -329,7 +329,7 @@ t.test('the storage folder replaced by a file, then by an empty folder: the engi
 /** Whether this process may mount a tmpfs (root with mount rights, as in a privileged container). */
 function canMount (): boolean {
   if (process.platform !== 'linux' || process.getuid?.() !== 0) return false
-  const probe = mkdtempSync(join(tmpdir(), 'simple-kv-mount-'))
+  const probe = makeTempDir('simple-kv-mount-')
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', probe], { stdio: 'ignore' })
     execFileSync('umount', [probe], { stdio: 'ignore' })
@@ -346,7 +346,7 @@ const IS_ROOT = process.getuid?.() === 0
 
 /** A folder with a small tmpfs mounted on it; unmounted and removed when the test ends. */
 function mountedDir (t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'simple-kv-mount-'))
+  const dir = makeTempDir('simple-kv-mount-')
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', dir], { stdio: 'ignore' })
   t.teardown(() => {
     execFileSync('umount', ['-l', dir], { stdio: 'ignore' })
@@ -359,7 +359,7 @@ t.test('a read-only folder: writes get 507, reads keep working, and writes work 
   skip: MOUNT || !IS_ROOT ? false : 'root without mount rights: file modes do not stop root'
 }, async t => {
   const mounted = MOUNT
-  const dir = mounted ? mountedDir(t) : join(t.testdir(), 'storage')
+  const dir = mounted ? mountedDir(t) : join(tempDir(t), 'storage')
   const seed = await openStore(dir)
   await seed.store.set('a', 'A')
   await seed.store.close()
@@ -428,7 +428,7 @@ t.test('a full disk (a small real file system): 507, nothing half-written, recov
 })
 
 t.test('compaction under concurrent writes loses nothing, keeps the journal bounded and reads answered', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const { store, journal } = await openStore(dir, { maxBytes: 2048 })
   const expected = new Map<string, JsonValue>()
   let compactions = 0
@@ -481,7 +481,7 @@ t.test('compaction under concurrent writes loses nothing, keeps the journal boun
 })
 
 t.test('a failed compaction is reported, paused before its retry, and loses nothing; the retry folds everything in', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   let failing = true
   let attempts = 0
   let clock = 1_000_000
@@ -529,7 +529,7 @@ t.test('a failed compaction is reported, paused before its retry, and loses noth
 })
 
 t.test('the pause doubles with each failure in a row, up to a minute', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   let clock = 0
   const failures: number[] = []
   const { store, journal } = await openStore(dir, {
@@ -561,7 +561,7 @@ t.test('the pause doubles with each failure in a row, up to a minute', async t =
 })
 
 t.test('a reporter that throws does not take the process down', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const { store, journal } = await openStore(dir, {
     maxBytes: 1024,
     writeSnapshot: async () => { throw new Error('disk gone') },
@@ -575,7 +575,7 @@ t.test('a reporter that throws does not take the process down', async t => {
 })
 
 t.test('a crash in the middle of a compaction loses nothing: rotated journals are replayed, oldest first', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const snapshot = storeFileName(dir, ID)
   const journal = journalFileName(dir, ID)
   const r1 = line({ op: 'set', key: 'a', record: rec('A1') }) + line({ op: 'set', key: 'b', record: rec('B') })
@@ -609,7 +609,7 @@ t.test('a crash in the middle of a compaction loses nothing: rotated journals ar
 })
 
 t.test('destroy while writes and a compaction are in flight leaves no files', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   writeFileSync(join(dir, 'other_store.json'), '{}\n')
   const { store, journal } = await openStore(dir, { maxBytes: 1024 })
   for (let i = 0; i < 20; i++) await store.set(`k${i}`, 'x'.repeat(100))
@@ -629,7 +629,7 @@ t.test('destroy while writes and a compaction are in flight leaves no files', as
 
 t.test('everysec writes before the reply and fsyncs within a second; no leaves fsync to the system', async t => {
   for (const durability of ['everysec', 'no'] as const) {
-    const dir = t.testdir()
+    const dir = tempDir(t)
     const disk = faultyDisk()
     const { store } = await openStore(dir, { durability, openJournal: disk.openJournal })
     await store.set('a', 1)
@@ -644,7 +644,7 @@ t.test('everysec writes before the reply and fsyncs within a second; no leaves f
 })
 
 t.test('everysec: a failed background fsync makes the next write rewrite the files from memory', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const disk = faultyDisk()
   const { store } = await openStore(dir, { durability: 'everysec', openJournal: disk.openJournal })
   await store.set('a', 1)
@@ -659,7 +659,7 @@ t.test('everysec: a failed background fsync makes the next write rewrite the fil
 })
 
 t.test('a journal longer than one read: every line applied, and problems named by their line across reads', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const file = journalFileName(dir, ID)
   const lines: string[] = []
   for (let i = 0; i < 20000; i++) lines.push(line({ op: 'set', key: `k${i % 5000}`, record: rec(`v${i} ${'x'.repeat(100)}`) }))
@@ -685,7 +685,7 @@ t.test('a journal longer than one read: every line applied, and problems named b
 })
 
 t.test('a store file in another layout (Simple-PyKV\'s indented file) is rewritten in ours at a clean close; ours is left as it is', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const snapshot = storeFileName(dir, ID)
   const py = { greeting: { value: 'hello', created_at: 1764992680, updated_at: 1765075342, size_bytes: 5 }, n: { value: 7, created_at: 1, updated_at: 2, size_bytes: 1 } }
   writeFileSync(snapshot, JSON.stringify(py, null, 2))

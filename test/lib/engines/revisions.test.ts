@@ -352,11 +352,18 @@ for (const kind of KINDS) {
     await t.rejects(store.txn(
       [{ key: 'c', etag: etagOf(c) }, { key: 'b2', etag: '"stale"' }, { key: 'c', exists: false }, { key: 'gone', exists: true }],
       [{ op: 'set', key: 'new', value: 1 }]),
-    { name: 'TxnConflictError', kind: 'conflict', message: 'Transaction checks failed', details: { failed: [
-      { index: 1, key: 'b2', etag: etagOf(await store.get('b2') as KvRecord) },
-      { index: 2, key: 'c', etag: etagOf(c) },
-      { index: 3, key: 'gone', etag: null }
-    ] } })
+    {
+      name: 'TxnConflictError',
+      kind: 'conflict',
+      message: 'Transaction checks failed',
+      details: {
+        failed: [
+          { index: 1, key: 'b2', etag: etagOf(await store.get('b2') as KvRecord) },
+          { index: 2, key: 'c', etag: etagOf(c) },
+          { index: 3, key: 'gone', etag: null }
+        ]
+      }
+    })
     t.same(await state(), unchanged, 'nothing applied')
     // A key written twice: invalid, nothing applied.
     await t.rejects(store.txn([], [{ op: 'set', key: 'n1', value: 1 }, { op: 'delete', key: 'n1' }]), { name: 'InvalidInputError', message: /n1/ })

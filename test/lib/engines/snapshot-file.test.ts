@@ -6,6 +6,7 @@ import t from 'tap'
 import { StorageError } from '../../../lib/errors.js'
 import { entriesCopy, readSnapshot, snapshotText, writeSnapshotAtomic } from '../../../lib/engines/local/snapshot-file.js'
 import { makeRecord, recordFromFile, type JsonValue, type KvRecord } from '../../../lib/record.js'
+import { tempDir } from '../../support/temp.js'
 
 const AT = 1764992680
 
@@ -41,7 +42,7 @@ async function failure (file: string): Promise<StorageError> {
 const awkwardKeys = ['plain', 'with "quotes"', 'back\\slash', 'ends with backslash\\', '\\"', 'ünïcödé ✓ 日本語', '😀 emoji', '__proto__', 'constructor', '": {"value":"x"}', 'tab\there', 'new\nline', '', ' ', '12', '0', 'line\u2028sep']
 
 t.test('our one-record-per-line format is read line by line into the same records, in file order', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const entries: Array<[string, KvRecord]> = awkwardKeys.map((key, i) => [key, rec(`value ${i} ${key}`, AT + i, AT + 2 * i)])
   entries.push(['number', rec(42)], ['object', rec({ a: [1, 'two', null], b: { c: true } })], ['array', rec([1, 2, 3])],
     ['null', rec(null)], ['bool', rec(false)], ['big', rec('x'.repeat(3 << 20))], ['empty string', rec('')],
@@ -57,7 +58,7 @@ t.test('our one-record-per-line format is read line by line into the same record
 })
 
 t.test('records are made from the file as recordFromFile makes them: type derived, size recounted, times floored or defaulted', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const lines = [
     '  "a": {"value":"A","created_at":100,"updated_at":200,"size_bytes":999,"type":"number"},',
     '  "b": {"value":"B","created_at":100.7,"updated_at":2e2,"size_bytes":1,"type":"string"},',
@@ -82,7 +83,7 @@ t.test('records are made from the file as recordFromFile makes them: type derive
 })
 
 t.test('Simple-PyKV\'s indented file (indent=2, no "type") and other layouts of the same JSON still load', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const py = {
     greeting: { value: 'hello', created_at: 1764992680, updated_at: 1765075342, size_bytes: 5 },
     'ünï "q"': { value: { nested: [1, 2] }, created_at: 1764992681, updated_at: 1764992681, size_bytes: 15 },
@@ -105,7 +106,7 @@ t.test('Simple-PyKV\'s indented file (indent=2, no "type") and other layouts of 
 })
 
 t.test('empty stores: {} on one line or two, a missing file', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   for (const text of ['{}', '{}\n', '{\n}\n', '{\n}', ' {} \n', '{\n}\n\n  \n']) {
     const data = await load(dir, text)
     t.equal(data.size, 0, JSON.stringify(text))
@@ -115,7 +116,7 @@ t.test('empty stores: {} on one line or two, a missing file', async t => {
 })
 
 t.test('a corrupt line in our format stops the read naming the file and the line; the file is left untouched', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const file = join(dir, 'p_store.json')
   const good = snapshotText([['a', rec('A')], ['b', rec('B')], ['c', rec('C')], ['d', rec('D')]]).split('\n')
   const cases: Array<[string, RegExp]> = []
@@ -145,7 +146,7 @@ t.test('a corrupt line in our format stops the read naming the file and the line
 })
 
 t.test('invalid UTF-8 is read as whole-file decoding reads it (replacement characters), on both paths', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const bytes = Buffer.concat([Buffer.from('{\n  "a": {"value":"x'), Buffer.from([0xff, 0xfe]), Buffer.from('y","created_at":1,"updated_at":1,"size_bytes":4,"type":"string"}\n}\n')])
   const data = await load(dir, bytes)
   t.strictSame(sorted(data), sorted(reference(bytes.toString('utf8'))))
@@ -154,7 +155,7 @@ t.test('invalid UTF-8 is read as whole-file decoding reads it (replacement chara
 })
 
 t.test('writeSnapshotAtomic and entriesCopy: what is written reads back the same, over many chunks', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const file = join(dir, 'p_store.json')
   const data = new Map<string, KvRecord>()
   for (let i = 0; i < 2500; i++) data.set(`k${i}`, rec(i % 3 === 0 ? `v${i}` : { i }, AT + i))
@@ -177,7 +178,7 @@ t.test('writeSnapshotAtomic and entriesCopy: what is written reads back the same
 })
 
 t.test('any store read line by line equals the whole-file reading (property)', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const file = join(dir, 'p_store.json')
   const time = fc.oneof(fc.integer({ min: 0, max: 4e9 }), fc.double({ min: 0, max: 4e9, noNaN: true }))
   const record = fc.record({ value: fc.oneof(fc.string({ unit: 'binary' }), fc.jsonValue() as fc.Arbitrary<JsonValue>), created_at: time, updated_at: time })

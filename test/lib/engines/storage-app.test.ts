@@ -3,7 +3,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ConfigStore, configError } from '../../../lib/config.js'
 import { Registry } from '../../../lib/registry.js'
-import { build, proj, sys, testConfig } from '../../helper.js'
+import { build, proj, sys, testConfig } from '../../support/app.js'
+import { tempDir } from '../../support/temp.js'
 
 const base = '/api/v1/projects/p1'
 
@@ -128,7 +129,7 @@ t.test('a second app on the same storage folder is refused until the first one s
 })
 
 t.test('start-up: a corrupt journal stops it naming file and line; a torn tail is a warning for the caller', async t => {
-  const dir = t.testdir()
+  const dir = tempDir(t)
   const storage = join(dir, 'storage_data')
   mkdirSync(storage)
   const journal = join(storage, 'p1_store.journal')

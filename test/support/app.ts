@@ -1,22 +1,15 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import app, { serverOptions, type AppOptions } from '../app.js'
-import type { KvConfig } from '../lib/config.js'
-import type { GeneratedKey } from '../lib/registry.js'
+import app, { serverOptions, type AppOptions } from '../../app.js'
+import type { KvConfig } from '../../lib/config.js'
+import type { GeneratedKey } from '../../lib/registry.js'
+import { makeTempDir, removeDir } from './temp.js'
 
 /** Keys the test configs store in plain text (save_api_key_to_config), so tests need no argon2 run. */
 export const SYSTEM_KEY = 'system-test-key-0123456789abcdefghijklmnopq'
 export const PROJECT_KEY = 'project-test-key-0123456789abcdefghijklmnop'
-
-/** A fresh folder, removed when the test ends. */
-export function tempDir (t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'simple-kv-test-'))
-  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
-  return dir
-}
 
 /** A config with the system scope and one project `p1`, all keys in plain text. */
 export function testConfig (overrides: (c: KvConfig) => void = () => {}): KvConfig {
@@ -38,6 +31,13 @@ export function testConfig (overrides: (c: KvConfig) => void = () => {}): KvConf
   return config
 }
 
+/** Write `config` as `<dir>/config.json`; returns its path. */
+export function writeConfig (dir: string, config: KvConfig): string {
+  const file = join(dir, 'config.json')
+  writeFileSync(file, JSON.stringify(config, null, 2))
+  return file
+}
+
 export interface Built {
   app: FastifyInstance
   dir: string
@@ -51,7 +51,7 @@ export interface Built {
  * and `log` to collect the app's log lines.
  */
 export async function build (t: Test, opts: { config?: KvConfig | null, dir?: string, app?: AppOptions, log?: string[] } = {}): Promise<Built> {
-  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'simple-kv-test-'))
+  const dir = opts.dir ?? makeTempDir()
   const configPath = join(dir, 'config.json')
   if (opts.config !== null && opts.dir === undefined) writeFileSync(configPath, JSON.stringify(opts.config ?? testConfig(), null, 2))
   const generated: GeneratedKey[] = []
@@ -61,7 +61,7 @@ export async function build (t: Test, opts: { config?: KvConfig | null, dir?: st
   // Close before the folder goes: closing may still write to it.
   t.teardown(async () => {
     await fastify.close()
-    if (opts.dir === undefined) rmSync(dir, { recursive: true, force: true })
+    if (opts.dir === undefined) removeDir(dir)
   })
   await fastify.register(app, { configPath, onGeneratedKeys: keys => { generated.push(...keys) }, ...opts.app })
   await fastify.ready()

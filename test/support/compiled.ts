@@ -1,9 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-
-const ROOT = fileURLToPath(new URL('../', import.meta.url))
+import { ROOT } from './root.js'
 
 /** Newest modification time of the server's sources. */
 function newestSource (): number {
