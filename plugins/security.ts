@@ -75,8 +75,10 @@ export default fp(async (fastify) => {
   if (origins.length > 0) {
     await fastify.register(cors, {
       origin: origins.includes('*') ? '*' : origins,
-      methods: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE'],
-      allowedHeaders: ['authorization', 'x-api-key', 'api-key', 'content-type'],
+      methods: ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'],
+      allowedHeaders: ['authorization', 'x-api-key', 'api-key', 'content-type', 'if-match', 'if-none-match', 'last-event-id'],
+      // A browser client reads these from a cross-origin answer only when they are exposed.
+      exposedHeaders: ['etag', 'link', 'retry-after'],
       maxAge: 600
     })
   }

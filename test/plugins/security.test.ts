@@ -38,6 +38,11 @@ t.test('CORS allows exactly the configured origins', async t => {
   t.equal(other.headers['access-control-allow-origin'], undefined)
   const missing = await app.inject({ method: 'GET', url: '/nope' })
   t.equal(missing.statusCode, 404, 'the preflight route does not turn unknown paths into 405')
+  const conditional = await app.inject({ method: 'OPTIONS', url: '/api/v1/projects/p1/store/k', headers: { origin: 'https://app.example', 'access-control-request-method': 'PATCH', 'access-control-request-headers': 'if-match,if-none-match,last-event-id' } })
+  t.match(conditional.headers['access-control-allow-headers'], /if-match.*if-none-match.*last-event-id/, 'the 1.1 request headers are allowed')
+  t.match(conditional.headers['access-control-allow-methods'], /PATCH/)
+  const read = await app.inject({ method: 'GET', url: '/health', headers: { origin: 'https://app.example' } })
+  t.equal(read.headers['access-control-expose-headers'], 'etag,link,retry-after', 'ETag, Link and Retry-After are exposed to scripts')
 })
 
 t.test('the API carries exactly the headers helmet() itself sets for the shared options', async t => {
