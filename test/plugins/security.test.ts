@@ -42,7 +42,7 @@ t.test('CORS allows exactly the configured origins', async t => {
   t.match(conditional.headers['access-control-allow-headers'], /if-match.*if-none-match.*last-event-id/, 'the 1.1 request headers are allowed')
   t.match(conditional.headers['access-control-allow-methods'], /PATCH/)
   const read = await app.inject({ method: 'GET', url: '/health', headers: { origin: 'https://app.example' } })
-  t.equal(read.headers['access-control-expose-headers'], 'etag,link,retry-after', 'ETag, Link and Retry-After are exposed to scripts')
+  t.match(read.headers['access-control-expose-headers'], /^etag, ?link, ?retry-after$/, 'ETag, Link and Retry-After are exposed to scripts')
 })
 
 t.test('the API carries exactly the headers helmet() itself sets for the shared options', async t => {
