@@ -13,7 +13,9 @@ import { tempDir } from './support/temp.js'
  * A real server process under concurrent PUT/DELETE load, killed with SIGKILL
  * at random moments and restarted, over and over. After every restart:
  * every write acknowledged with a 2xx (durability always) is there with its
- * exact value, and nothing appears that no request sent.
+ * exact value, nothing appears that no request sent, a transaction applied
+ * all or nothing, and the project revision is not below any revision a
+ * client saw acknowledged.
  */
 
 /** Independent servers killed side by side (each on its own folder and port), to keep the wall time short. */
@@ -44,7 +46,11 @@ interface LaneResult {
   acknowledged: number
   unexpected: number
   tornTails: number
+  transactions: number
 }
+
+/** The two keys of a worker that only transactions write, always together and to the same value. */
+const pairOf = (worker: number): [string, string] => [`txn-${worker}/a`, `txn-${worker}/b`]
 
 /** One server, its folder and its load: KILLS_PER_LANE rounds of load, SIGKILL, restart, check. */
 async function lane (t: Test, script: string, index: number): Promise<LaneResult> {
@@ -60,10 +66,13 @@ async function lane (t: Test, script: string, index: number): Promise<LaneResult
   const storage = join(dir, 'storage_data')
   const auth = { authorization: `Bearer ${PROJECT_KEY}` }
   const keys = Array.from({ length: WORKERS * KEYS_PER_WORKER }, (_, i) => `key-${i}/${i % 3 === 0 ? 'é' : 'x'}`)
-  const state = new Map<string, KeyState>(keys.map(k => [k, { acked: undefined, pending: [] }]))
+  const pairs = Array.from({ length: WORKERS }, (_, w) => pairOf(w))
+  const state = new Map<string, KeyState>([...keys, ...pairs.flat()].map(k => [k, { acked: undefined, pending: [] }]))
+  /** The highest revision a transaction answer named. */
+  let ackedRev = 0
   // The harness kills every server it started when the test ends.
   const start = (): ServerProcess => ServerProcess.spawn(t, [script, '--config', configPath], { output: 'stderr' })
-  const result: LaneResult = { kills: 0, acknowledged: 0, unexpected: 0, tornTails: 0 }
+  const result: LaneResult = { kills: 0, acknowledged: 0, unexpected: 0, tornTails: 0, transactions: 0 }
   let seq = 0
 
   const verify = async (round: number): Promise<void> => {
@@ -82,16 +91,52 @@ async function lane (t: Test, script: string, index: number): Promise<LaneResult
       s.acked = seen
       s.pending = []
     }
+    for (const [a, b] of pairs) {
+      const va = Object.hasOwn(data, a) ? data[a].value : undefined
+      const vb = Object.hasOwn(data, b) ? data[b].value : undefined
+      if (!same(va, vb)) t.fail(`lane ${index} round ${round}: a transaction applied in part: ${a} is ${JSON.stringify(va)}, ${b} is ${JSON.stringify(vb)}`)
+    }
+    const listing = await send(agent, port, 'GET', '/api/v1/projects/p1/keys?limit=1', auth)
+    const rev = (JSON.parse(listing.body).data as { rev: number }).rev
+    if (rev < ackedRev) t.fail(`lane ${index} round ${round}: the project is at revision ${rev}, below revision ${ackedRev} that a client saw acknowledged`)
   }
 
   const load = async (agent: Agent, worker: number, stop: { now: boolean }): Promise<void> => {
     const own = keys.slice(worker * KEYS_PER_WORKER, (worker + 1) * KEYS_PER_WORKER)
     while (!stop.now) {
+      const roll = Math.random()
+      const n = ++seq
+      if (roll >= 0.85) {
+        // A transaction setting the worker's pair together: after any kill both hold one value, or neither changed.
+        const [a, b] = pairOf(worker)
+        const value = { txn: n, lane: index }
+        const sa = state.get(a) as KeyState
+        const sb = state.get(b) as KeyState
+        sa.pending.push(value)
+        sb.pending.push(value)
+        let reply: Reply
+        try {
+          reply = await send(agent, port, 'POST', '/api/v1/projects/p1/txn', { ...auth, 'content-type': 'application/json' },
+            JSON.stringify({ ops: [{ op: 'set', key: a, value }, { op: 'set', key: b, value }] }))
+        } catch {
+          return
+        }
+        if (reply.status !== 200) {
+          result.unexpected++
+          continue
+        }
+        result.acknowledged++
+        result.transactions++
+        ackedRev = Math.max(ackedRev, (JSON.parse(reply.body).data as { rev: number }).rev)
+        for (const s of [sa, sb]) {
+          s.acked = value
+          s.pending = []
+        }
+        continue
+      }
       const key = own[Math.floor(Math.random() * own.length)]
       const s = state.get(key) as KeyState
       const path = `/api/v1/projects/p1/store/${encodeURIComponent(key)}`
-      const n = ++seq
-      const roll = Math.random()
       let outcome: Outcome
       let reply: Reply
       try {
@@ -104,6 +149,7 @@ async function lane (t: Test, script: string, index: number): Promise<LaneResult
           s.pending.push(outcome)
           reply = await send(agent, port, 'PUT', path, { ...auth, 'content-type': 'application/json' }, JSON.stringify(outcome))
         } else {
+          // roll in [0.5, 0.85): a text value
           outcome = `v${index}-${n}-${'x'.repeat(n % 80)}`
           s.pending.push(outcome)
           reply = await send(agent, port, 'PUT', path, { ...auth, 'content-type': 'text/plain' }, outcome)
@@ -182,5 +228,6 @@ t.test('SIGKILL under concurrent PUT/DELETE load never loses an acknowledged wri
   t.ok(kills >= 20, `${kills} kills`)
   t.equal(results.reduce((n, r) => n + r.unexpected, 0), 0, 'no request got an error status')
   t.ok(results.every(r => r.acknowledged > r.kills), 'every lane had writes acknowledged')
+  t.ok(results.every(r => r.transactions > 0), `every lane had transactions acknowledged (${results.reduce((n, r) => n + r.transactions, 0)} in all)`)
   t.ok(acknowledged > kills * 10, `${acknowledged} writes acknowledged over ${kills} kills (${results.reduce((n, r) => n + r.tornTails, 0)} torn tails dropped)`)
 })
