@@ -65,6 +65,10 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('onRequest', fastify.requireProjectKey)
 
   fastify.get('', {
+    // Access comes before the query is validated (contract section 0: 403 before 400).
+    preValidation: async (request) => {
+      if (!projectOf(request).settings.security.keys_and_values_discoverable) throw new ForbiddenError('Listing the keys of this project is disabled')
+    },
     schema: {
       tags: ['store'],
       summary: 'List keys in order',
@@ -82,8 +86,10 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const { settings, store } = projectOf(request)
-    if (!settings.security.keys_and_values_discoverable) throw new ForbiddenError('Listing the keys of this project is disabled')
     const { prefix = '', limit = DEFAULT_LIMIT, values = false } = request.query
+    // The validator's coercion truncates 1.5 or 0x2 into an integer; the raw text must be digits.
+    const rawLimit = new URL(request.url, 'http://localhost').searchParams.get('limit')
+    if (rawLimit !== null && !/^[0-9]+$/.test(rawLimit)) throw new BadRequestError(`Invalid 'limit': expected a whole number from 1 to ${MAX_LIMIT}`)
     let after: string | undefined
     let started: { epoch: string, rev: number } | undefined
     if (request.query.cursor !== undefined) {
