@@ -210,11 +210,11 @@ both('a walk while others write and delete: keys that exist throughout appear ex
   for (let i = 0; i < 400; i++) doomed[`k${String(i).padStart(4, '0')}x`] = i
   await fill(app, { ...stable, ...doomed })
 
-  let stop = false
+  const control = { stop: false }
   let writes = 0
   const doomedKeys = Object.keys(doomed)
   const writer = (async () => {
-    for (let i = 0; !stop; i++) {
+    for (let i = 0; !control.stop; i++) {
       const n = String((i * 37) % 400).padStart(4, '0')
       const ops: Array<Promise<unknown>> = [
         app.inject({ method: 'PUT', url: `${store}/k${n}a${i}`, headers: proj, payload: 'new' }),
@@ -226,7 +226,7 @@ both('a walk while others write and delete: keys that exist throughout appear ex
     }
   })()
   const { keys: walked, pages } = await walk(t, app, 'limit=7', async () => { await new Promise(resolve => setImmediate(resolve)) })
-  stop = true
+  control.stop = true
   await writer
   t.ok(writes > 0, `${writes} writes ran during a walk of ${pages.length} pages`)
   t.equal(new Set(walked).size, walked.length, 'no key appears twice')
