@@ -225,7 +225,20 @@ both('a walk while others write and delete: keys that exist throughout appear ex
       writes += ops.length
     }
   })()
-  const { keys: walked, pages } = await walk(t, app, 'limit=7', async () => { await new Promise(resolve => setImmediate(resolve)) })
+  // Besides the writer running alongside, each page is followed by a write before and after
+  // the walk's position and a delete, so every page boundary sees the store change.
+  let page = 0
+  const between = async (): Promise<void> => {
+    page++
+    const n = String(Math.min(399, page * 7)).padStart(4, '0')
+    await Promise.all([
+      app.inject({ method: 'PUT', url: `${store}/k${n}b`, headers: proj, payload: 'between' }),
+      app.inject({ method: 'PUT', url: `${store}/a${page}`, headers: proj, payload: 'before' }),
+      app.inject({ method: 'DELETE', url: `${store}/${doomedKeys[(page * 13) % doomedKeys.length]}`, headers: proj })
+    ])
+    writes += 3
+  }
+  const { keys: walked, pages } = await walk(t, app, 'limit=7', between)
   control.stop = true
   await writer
   t.ok(writes > 0, `${writes} writes ran during a walk of ${pages.length} pages`)
