@@ -5,6 +5,7 @@ import { chromium, type Browser, type Page } from 'playwright-core'
 import t, { type Test } from 'tap'
 import app, { serverOptions } from '../../app.js'
 import { VERSION } from '../../lib/version.js'
+import type { KvConfig } from '../../lib/config.js'
 import { testConfig, writeConfig } from '../support/app.js'
 import { ServerProcess } from '../support/process.js'
 import { ROOT } from '../support/root.js'
@@ -16,7 +17,7 @@ const OUTPUT = join(process.env.TEST_OUTPUT_DIR ?? join(ROOT, 'test-output'), 'b
 const DOCS_IMG = join(ROOT, 'docs', 'img', 'swagger-ui.png')
 
 const TAGS = ['status', 'projects', 'store']
-/** GET /health and the contract's 13 API routes, R1 to R13. */
+/** GET /health, the contract's 13 API routes, R1 to R13, and the 1.1 listing, TTL and transaction routes. */
 const OPERATIONS = [
   'GET /health',
   'GET /status',
@@ -31,8 +32,19 @@ const OPERATIONS = [
   'GET /api/v1/projects/{id}/store/{key}',
   'GET /api/v1/projects/{id}/store/{key}/value',
   'DELETE /api/v1/projects/{id}/store/{key}',
-  'DELETE /api/v1/projects/{id}/store'
+  'DELETE /api/v1/projects/{id}/store',
+  'GET /api/v1/projects/{id}/keys',
+  'PUT /api/v1/projects/{id}/store/{key}/ttl',
+  'POST /api/v1/projects/{id}/txn'
 ]
+
+/** The test config plus a project without authentication, so "Try it out" needs no key. */
+function docsConfig (more: (c: KvConfig) => void = () => {}): KvConfig {
+  return testConfig(c => {
+    c.projects!.push({ id: 'open', authentication: { enabled: false }, security: { keys_and_values_discoverable: true }, storage: { on_disk: false } })
+    more(c)
+  })
+}
 
 async function launch (t: Test): Promise<Browser | null> {
   if (!existsSync(CHROMIUM)) {
@@ -50,7 +62,8 @@ async function launch (t: Test): Promise<Browser | null> {
 
 /**
  * Open Swagger UI at `docsUrl`, check that every tag group and every operation
- * render, run "Try it out" on GET /health and save a screenshot.
+ * render, run "Try it out" on GET /health and on the ordered listing of the
+ * project `open`, and save screenshots.
  */
 async function checkDocs (t: Test, browser: Browser, docsUrl: string, prefix: string, shot: string): Promise<void> {
   const page: Page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
@@ -72,7 +85,7 @@ async function checkDocs (t: Test, browser: Browser, docsUrl: string, prefix: st
     const path = e.querySelector('.opblock-summary-path')?.getAttribute('data-path') ?? ''
     return `${method} ${path}`
   }))
-  t.same(rendered.slice().sort(), OPERATIONS.map(o => o.replace(' /', ` ${prefix}/`)).sort(), 'all 14 operations (13 API routes and /health)')
+  t.same(rendered.slice().sort(), OPERATIONS.map(o => o.replace(' /', ` ${prefix}/`)).sort(), 'all 17 operations (13 API routes, /health, listing, TTL and transactions)')
 
   mkdirSync(OUTPUT, { recursive: true })
   await page.screenshot({ path: join(OUTPUT, shot), fullPage: true })
@@ -87,6 +100,28 @@ async function checkDocs (t: Test, browser: Browser, docsUrl: string, prefix: st
   t.match(await live.locator('.response-col_description').innerText(), '"message": "OK"', 'with the envelope')
   await page.screenshot({ path: join(OUTPUT, shot.replace('.png', '-try-it-out.png')), fullPage: true })
 
+  // The listing, tried out from the page: three keys, a page of two, so the answer has a cursor and a Link header.
+  const api = docsUrl.replace(/\/docs$/, '')
+  for (const key of ['b', 'a', 'c']) {
+    const put = await fetch(`${api}/api/v1/projects/open/store/${key}`, { method: 'PUT', body: `value ${key}` })
+    t.equal(put.status, 200, `PUT ${key} for the listing`)
+  }
+  const listing = page.locator('.opblock').filter({ has: page.locator(`.opblock-summary-path[data-path="${prefix}/api/v1/projects/{id}/keys"]`) })
+  await listing.locator('.opblock-summary').click()
+  await listing.getByRole('button', { name: 'Try it out' }).click()
+  await listing.locator('tr[data-param-name="id"] input').fill('open')
+  await listing.locator('tr[data-param-name="limit"] input').fill('2')
+  await listing.getByRole('button', { name: 'Execute' }).click()
+  const page1 = listing.locator('.live-responses-table tbody tr.response')
+  await page1.waitFor()
+  t.equal((await page1.locator('.response-col_status').innerText()).trim(), '200', 'Try it out on GET /keys answers 200')
+  const shown = await page1.locator('.response-col_description').innerText()
+  t.match(shown, /"key": "a"[\s\S]*"key": "b"/, 'the first two keys, in order')
+  t.notMatch(shown, /"key": "c"/, 'and not the third')
+  t.match(shown, /"next_cursor": "[A-Za-z0-9_-]+"/, 'with a cursor for the next page')
+  t.match(shown, /link: <[^>]*cursor=[^>]*>; rel="next"/, 'and the Link header')
+  await page.screenshot({ path: join(OUTPUT, shot.replace('.png', '-try-it-out-listing.png')), fullPage: true })
+
   t.same(problems, [], 'no errors, failed assets or blocked scripts in the page')
   await page.close()
 }
@@ -95,7 +130,7 @@ t.test('Swagger UI of the standalone server', async t => {
   const browser = await launch(t)
   if (browser === null) return
   const dir = tempDir(t)
-  const file = writeConfig(dir, testConfig(c => { c.server_port = 0 }))
+  const file = writeConfig(dir, docsConfig(c => { c.server_port = 0 }))
   const server = await ServerProcess.start(t, ['--config', file])
   await checkDocs(t, browser, `${server.url}/docs`, '', 'swagger-ui.png')
   if (process.env.UPDATE_DOCS_IMG === '1') {
@@ -112,7 +147,7 @@ t.test('Swagger UI of the app embedded under /kv in a host app', async t => {
   const host = Fastify({ ...serverOptions() })
   t.teardown(async () => { await host.close() })
   host.get('/', async () => ({ host: true }))
-  await host.register(app, { prefix: '/kv', configPath: writeConfig(dir, testConfig()), onGeneratedKeys: () => {} })
+  await host.register(app, { prefix: '/kv', configPath: writeConfig(dir, docsConfig()), onGeneratedKeys: () => {} })
   const url = await host.listen({ host: '127.0.0.1', port: 0 })
   await checkDocs(t, browser, `${url}/kv/docs`, '/kv', 'swagger-ui-embedded.png')
 })
