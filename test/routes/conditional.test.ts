@@ -341,3 +341,43 @@ both('a project deleted and created again never repeats an ETag', async (t, onDi
     t.equal((await app.inject({ method: 'DELETE', url: '/api/v1/projects/p2', headers: sys })).statusCode, 200)
   }
 })
+
+both('HEAD on R8 and on the listing: 200 without a body', async (t, onDisk) => {
+  const { app } = await build(t, { config: config(onDisk) })
+  await put(app, 'k', 'v')
+  for (const url of [store, `${base}/keys`, `${base}/keys?limit=1`]) {
+    const res = await app.inject({ method: 'HEAD', url, headers: proj })
+    t.equal(res.statusCode, 200, `HEAD ${url}`)
+    t.equal(res.body, '', 'no body')
+    t.equal(res.headers['cache-control'], 'no-store')
+  }
+})
+
+both('the revision never goes back: restarts, clear and switches of on_disk; ETags never repeat', async (t, onDisk) => {
+  const first = await build(t, { config: config(onDisk) })
+  const seen = new Set<string>()
+  const write = async (app: FastifyInstance): Promise<void> => {
+    const res = await put(app, 'k', 'same')
+    t.equal(res.statusCode, 200)
+    t.notOk(seen.has(res.headers.etag as string), 'a new ETag')
+    seen.add(res.headers.etag as string)
+  }
+  for (let i = 0; i < 3; i++) await write(first.app)
+  let last = await rev(first.app)
+  t.equal(last, 3)
+  t.equal((await first.app.inject({ method: 'DELETE', url: store, headers: proj })).statusCode, 200)
+  t.equal(await rev(first.app), last + 1, 'clear is a revision and does not reset it')
+  last += 1
+  for (const next of [!onDisk, onDisk]) {
+    const switched = await first.app.inject({ method: 'PUT', url: base, headers: { ...proj, ...json }, payload: { storage: { on_disk: next } } })
+    t.equal(switched.statusCode, 200, `switch to on_disk ${String(next)}`)
+    t.ok(await rev(first.app) >= last, 'a switch of on_disk keeps the revision')
+    await write(first.app)
+    t.ok(await rev(first.app) > last)
+    last = await rev(first.app)
+  }
+  await first.app.close()
+  const again = await build(t, { dir: first.dir })
+  if (onDisk) t.ok(await rev(again.app) >= last, 'an on-disk project restarts at its revision or later')
+  await write(again.app)
+})

@@ -248,3 +248,26 @@ both('a walk while others write and delete: keys that exist throughout appear ex
   t.same(walked, utf8Order(walked), 'in order across pages')
   t.ok(pages.every(p => p.rev === pages[0].rev), 'one rev for the whole walk')
 })
+
+both('a cursor outlives a clear and an on-disk restart; a memory-only restart is another epoch (400)', async (t, onDisk) => {
+  const first = await build(t, { config: config(onDisk) })
+  await fill(first.app, { a: 1, b: 2, c: 3 })
+  const page = (await list(first.app, '?limit=1')).json().data
+  t.equal((await first.app.inject({ method: 'DELETE', url: store, headers: proj })).statusCode, 200)
+  await fill(first.app, { a: 1, b: 2, c: 3 })
+  const afterClear = await list(first.app, `?limit=1&cursor=${encodeURIComponent(page.next_cursor)}`)
+  t.equal(afterClear.statusCode, 200, 'clear keeps the epoch')
+  t.same(afterClear.json().data.items.map((i: { key: string }) => i.key), ['b'])
+  t.equal(afterClear.json().data.rev, page.rev)
+  await first.app.close()
+  const again = await build(t, { dir: first.dir })
+  if (onDisk) {
+    const res = await list(again.app, `?limit=1&cursor=${encodeURIComponent(page.next_cursor)}`)
+    t.equal(res.statusCode, 200, 'the epoch survives an on-disk restart')
+    t.same(res.json().data.items.map((i: { key: string }) => i.key), ['b'])
+  } else {
+    const res = await list(again.app, `?limit=1&cursor=${encodeURIComponent(page.next_cursor)}`)
+    t.equal(res.statusCode, 400, 'a cursor of the epoch before the restart is history that is gone')
+    t.equal(res.json().status_code, 400)
+  }
+})
