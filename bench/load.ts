@@ -9,7 +9,7 @@ import { HOST } from '../test/support/net.js'
 export type AcRequest = autocannon.Request
 
 /** Latency histogram: 1 µs buckets up to 100 ms, then 100 µs buckets up to 10 s. */
-class LatencyHistogram {
+export class LatencyHistogram {
   private static readonly FINE = 100_000
   private static readonly COARSE = 99_000
   private readonly counts = new Uint32Array(LatencyHistogram.FINE + LatencyHistogram.COARSE + 1)
@@ -94,6 +94,10 @@ export interface RunSpec {
   watchdogMs: number
   /** Called every 10 s with the answers so far (long loads). */
   onProgress?: (responses: number, ok: number) => void
+  /** Called with every answer's latency and status (for windows the caller defines). */
+  onSample?: (ms: number, status: number) => void
+  /** Stops the run early (it then reports what it measured so far). */
+  signal?: AbortSignal
 }
 
 export function runLoad (spec: RunSpec): Promise<RunStats> {
@@ -103,6 +107,7 @@ export function runLoad (spec: RunSpec): Promise<RunStats> {
   let responses = 0
   let connIndex = 0
   const poolFor = spec.poolFor
+  const onSample = spec.onSample
 
   const opts: autocannon.Options = {
     url: `http://${HOST}:${spec.port}${spec.path ?? '/'}`,
@@ -131,10 +136,13 @@ export function runLoad (spec: RunSpec): Promise<RunStats> {
       watchdogStopped = true
       instance.stop()
     }, spec.watchdogMs)
+    const onAbort = (): void => { instance.stop() }
+    spec.signal?.addEventListener('abort', onAbort, { once: true })
     const onProgress = spec.onProgress
     const progress = onProgress === undefined ? undefined : setInterval(() => onProgress(responses, ok), 10_000)
     const instance = autocannon(opts, (err: unknown, result: autocannon.Result) => {
       clearTimeout(watchdog)
+      spec.signal?.removeEventListener('abort', onAbort)
       if (progress !== undefined) clearInterval(progress)
       if (err) {
         reject(err instanceof Error ? err : new Error(String(err)))
@@ -170,7 +178,9 @@ export function runLoad (spec: RunSpec): Promise<RunStats> {
       const k = String(statusCode)
       statusCounts[k] = (statusCounts[k] ?? 0) + 1
       hist.record(ms)
+      onSample?.(ms, statusCode)
     })
+    if (spec.signal?.aborted === true) instance.stop()
   })
 }
 

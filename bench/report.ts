@@ -7,7 +7,7 @@ import type { WorkloadId } from './workloads.js'
 
 export interface Row {
   /** Workload id, or a derived id for the flood's three rows. */
-  id: WorkloadId | 'flood-undisturbed' | 'flood-good' | 'flood-attack'
+  id: WorkloadId | 'flood-undisturbed' | 'flood-good' | 'flood-attack' | 'list-get-record'
   label: string
   connections: number
   stats: RunStats
@@ -70,6 +70,70 @@ export interface MillionResult {
   rssAfterRestartBytes: number | null
   sampleChecked: number
   sampleMismatches: number
+}
+
+/** The listing part: pages of 100 keys out of `keys` (issue 11). */
+export interface ListResult {
+  keys: number
+  /** The first listing call after the keys were loaded: it builds the ordered index. */
+  firstListMs: number
+  firstListStatus: number
+  /** The same call again, the index built. */
+  secondListMs: number
+  rssBeforeIndexBytes: number | null
+  rssAfterIndexBytes: number | null
+  /** The walk over every key in pages of 1,000 that collected the cursors the workload starts from. */
+  walkSeconds: number
+  walkPages: number
+  walkKeys: number
+  /** Every key seen once, in ascending order, and the walk reached next_cursor null. */
+  walkOk: boolean
+  walkProblem: string | null
+  cursors: number
+}
+
+export interface LatencyWindow {
+  requests: number
+  non2xx: number
+  p50Ms: number
+  p99Ms: number
+  maxMs: number
+}
+
+/** The mass-expiry part: `keys` keys with one expires_at, a GET record loop on other keys throughout (issue 11). */
+export interface ExpireResult {
+  project: string
+  onDisk: boolean
+  keys: number
+  loadConnections: number
+  loadSeconds: number
+  loadOkPerSec: number
+  loadNon2xx: number
+  loadStatusCounts: Record<string, number>
+  /** epoch seconds */
+  expiresAt: number
+  /** expires_at minus the end of the load (ms): the "before" window has about this much. */
+  headroomMs: number
+  /** Reclaim rounds expected: one per 1,000 keys (one revision each). */
+  expectedRounds: number
+  baseRev: number | null
+  finalRev: number | null
+  /** From expires_at to the first poll whose listing of the expiring prefix was empty. */
+  invisibleMs: number | null
+  /** From expires_at to the first poll that saw a reclaim round (the revision moved). */
+  firstRoundMs: number | null
+  /** From expires_at to the first poll that saw every round (revision = base + expected rounds). */
+  reclaimedMs: number | null
+  polls: number
+  /** Mean time a poll took to answer: the precision of the times above. */
+  pollMeanMs: number
+  /** GET of one expired key after the reclaim: 404 expected. */
+  expiredKeyStatus: number
+  getConnections: number
+  before: LatencyWindow
+  during: LatencyWindow
+  after: LatencyWindow
+  cpu: CpuUse
 }
 
 export interface TargetCheck {

@@ -9,12 +9,13 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { Agent } from 'node:http'
 import { freePort, httpRequest } from '../test/support/net.js'
 import { makeTempDir } from '../test/support/temp.js'
 import { keyName, makeValueFn, newApiKey } from './common.js'
 import { cpuSnap, cpuUse, machineBusyPct } from './cpu.js'
 import type { CpuUse } from './cpu.js'
-import { runLoad } from './load.js'
+import { LatencyHistogram, runLoad } from './load.js'
 import type { AcRequest, RunSpec, RunStats } from './load.js'
 import {
   installCleanupHandlers,
@@ -28,13 +29,16 @@ import {
   waitForOk
 } from './proc.js'
 import type { Child } from './proc.js'
-import { checkTargets, fmtInt, fmtMB, fmtMs, renderTable, renderTargets, rowProblems, rowRate } from './report.js'
-import type { ControlCheck, FloodResult, MillionResult, Row } from './report.js'
+import { checkTargets, fmtInt, fmtMB, fmtMs, fmtRatio, renderTable, renderTargets, rowProblems, rowRate } from './report.js'
+import type { ControlCheck, ExpireResult, FloodResult, LatencyWindow, ListResult, MillionResult, Row } from './report.js'
 import {
   WORKLOAD_IDS,
   WORKLOAD_LABELS,
+  casKey,
+  casRequests,
   floodRequests,
   getPool,
+  listPool,
   mixedPool,
   putPool,
   storePath
@@ -54,7 +58,9 @@ usage: npm run bench -- [flags]        (or: node dist/bench/run.js [flags] after
   --connections <list>      connection counts (default 1,64)
   --only <list>             run only these parts: ${WORKLOAD_IDS.join(',')},million
                             (bare-fastify comes with any workload: every ratio needs it;
-                            --only million runs just the memory/restart part)
+                            --only million runs just the memory/restart part; list runs on
+                            the million part's server after its restart when both run, else
+                            on a server of its own with --million-keys keys)
   --keys <n>                keys preloaded for the workloads (default 10000)
   --flood-connections <n>   attacker connections in the flood (default: same as the good stream)
   --durability <mode>       write system.storage.durability = always|everysec|no into the config
@@ -70,7 +76,8 @@ usage: npm run bench -- [flags]        (or: node dist/bench/run.js [flags] after
   --unpaired                take every ratio to the one bare Fastify run at the start; by default
                             bare Fastify is measured again right before each GET/PUT/mixed run and
                             that row's ratio is to this neighbour (the machine's speed drifts)
-  --skip-million            skip the 1,000,000-key memory and restart measurement
+  --skip-million            skip the 1,000,000-key memory and restart measurement (and the
+                            list part, unless --only names it)
   --million-keys <n>        keys for that measurement (default 1000000; --quick: 100000)
   --million-load <how>      put: PUT every key through the API into the running server (default;
                             slow under durability always, minutes);
@@ -78,6 +85,8 @@ usage: npm run bench -- [flags]        (or: node dist/bench/run.js [flags] after
                             before the first start (fast; RSS is then measured after that start)
   --million-connections <n> loader connections for put (default 256; no pipelining, so every
                             PUT is accounted for)
+  --expire-keys <n>         keys expiring together in the expire part (default 100000; --quick: 20000)
+  --expire-projects <list>  projects the expire part runs on, in order: disk,mem (default both)
   --quick                   short runs (2 s, 0.5 s warm-up, 100k keys for the memory part)
   --tmpdir <dir>            where temp configs and store files go (default: OS temp dir)
   --keep-temp               keep the temp folder (configs, store files, server logs)
@@ -109,6 +118,8 @@ interface Options {
   millionKeys: number
   millionConnections: number
   millionLoad: 'put' | 'file'
+  expireKeys: number
+  expireProjects: Array<'disk' | 'mem'>
   quick: boolean
   tmpdir: string
   keepTemp: boolean
@@ -157,6 +168,8 @@ function parseOptions (): Options {
         'million-keys': { type: 'string' },
         'million-connections': { type: 'string' },
         'million-load': { type: 'string' },
+        'expire-keys': { type: 'string' },
+        'expire-projects': { type: 'string' },
         quick: { type: 'boolean' },
         tmpdir: { type: 'string' },
         'keep-temp': { type: 'boolean' },
@@ -182,6 +195,8 @@ function parseOptions (): Options {
   const connections = (v.connections ?? '1,64').split(',').map((s) => num(s.trim(), 'connections', 1, 1, true))
   let only = new Set<WorkloadId>(WORKLOAD_IDS)
   let million = v['skip-million'] !== true
+  // The listing part needs the million keys: skipping those skips it, unless --only names it.
+  if (!million) only.delete('list')
   if (v.only !== undefined) {
     only = new Set<WorkloadId>()
     million = false
@@ -197,6 +212,8 @@ function parseOptions (): Options {
     // Every ratio is to bare Fastify, so any workload brings it along.
     if (only.size > 0) only.add('bare-fastify')
   }
+  const expireProjects = (v['expire-projects'] ?? 'disk,mem').split(',').map((s) => s.trim())
+  for (const p of expireProjects) if (p !== 'disk' && p !== 'mem') fail('--expire-projects takes disk and/or mem')
   const millionLoad = v['million-load'] ?? 'put'
   if (millionLoad !== 'put' && millionLoad !== 'file') fail('--million-load must be put or file')
   const profileDir =
@@ -223,6 +240,8 @@ function parseOptions (): Options {
     millionKeys: num(v['million-keys'], 'million-keys', quick ? 100_000 : 1_000_000, 1, true),
     millionConnections: num(v['million-connections'], 'million-connections', 256, 1, true),
     millionLoad,
+    expireKeys: num(v['expire-keys'], 'expire-keys', quick ? 20_000 : 100_000, 1, true),
+    expireProjects: [...new Set(expireProjects)] as Array<'disk' | 'mem'>,
     quick,
     tmpdir: resolve(v.tmpdir ?? tmpdir()),
     keepTemp: v['keep-temp'] === true,
@@ -562,6 +581,14 @@ async function runReal (opts: Options, tmp: string, rows: Row[], floods: FloodRe
       if (v.mismatches > 0) warn(`after loading '${project}': ${v.mismatches} of ${v.checked} sampled keys wrong; first: ${v.firstProblem}`)
       log(`loaded ${fmtInt(opts.keys)} keys into '${project}' in ${msSince(t0).toFixed(0)} ms (${fmtInt(st.okPerSec)} PUT/s), sample check ${v.checked - v.mismatches}/${v.checked} ok`)
     }
+    if (opts.only.has('put-cas')) {
+      // Each connection of the compare-and-set loop owns one key, preloaded so its first If-Match: * holds.
+      const casKeys = Math.max(...opts.connections)
+      for (let i = 0; i < casKeys; i++) {
+        const res = await httpRequest(srv.port, 'PUT', storePath('disk', casKey(i)), { ...bearer(keys.disk), 'content-type': 'text/plain; charset=utf-8' }, value(i), { timeoutMs: 10_000 })
+        if (res.status !== 200 && res.status !== 201) throw new Error(`preloading ${casKey(i)} for put-cas: HTTP ${res.status} ${res.body.slice(0, 200)}`)
+      }
+    }
     info['rssAfterPreloadBytes'] = readMem(srv.child.pid)?.rssBytes ?? null
 
     const port = srv.port
@@ -572,7 +599,8 @@ async function runReal (opts: Options, tmp: string, rows: Row[], floods: FloodRe
       { id: 'get-raw', spec: (c) => ({ port, connections: c, headers: diskH, poolFor: () => getPool(opts.keys, (k) => storePath('disk', k) + '/value') }) },
       { id: 'put-mem', spec: (c) => ({ port, connections: c, headers: memH, poolFor: () => putPool(opts.keys, 'mem') }) },
       { id: 'put-disk', spec: (c) => ({ port, connections: c, headers: diskH, poolFor: () => putPool(opts.keys, 'disk') }) },
-      { id: 'mixed', spec: (c) => ({ port, connections: c, headers: diskH, poolFor: () => mixedPool(opts.keys, 'disk') }) }
+      { id: 'mixed', spec: (c) => ({ port, connections: c, headers: diskH, poolFor: () => mixedPool(opts.keys, 'disk') }) },
+      { id: 'put-cas', spec: (c) => ({ port, connections: c, headers: diskH, poolFor: (i) => casRequests('disk', i) }) }
     ]
     for (const w of simple) {
       if (!opts.only.has(w.id)) continue
@@ -589,6 +617,12 @@ async function runReal (opts: Options, tmp: string, rows: Row[], floods: FloodRe
           ratio: null,
           pairedBare: paired === undefined ? undefined : { okPerSec: paired.stats.okPerSec, p99Ms: paired.stats.latencyMs.p99, cpu: paired.cpu }
         })
+        if (w.id === 'put-cas') {
+          const s = stats[0]!
+          const share = s.responses === 0 ? NaN : (s.statusCounts['412'] ?? 0) / s.responses
+          log(`  put-cas: ${fmtInt(s.statusCounts['412'] ?? 0)} of ${fmtInt(s.responses)} answers were 412 (${(share * 100).toFixed(3)}%; 0 expected)`)
+          if (share > 0) warn(`put-cas @${c}: ${(share * 100).toFixed(3)}% of the conditional PUTs got 412: each connection owns its key, so the loop or the server's ETags are wrong`)
+        }
       }
     }
 
@@ -670,7 +704,12 @@ function writeStoreFile (dir: string, n: number, value: (i: number) => string): 
   appendFileSync(path, '}')
 }
 
-async function runMillion (opts: Options, tmp: string): Promise<MillionResult> {
+/**
+ * The memory and restart part; with `listWith`, the list part then runs on the
+ * restarted server (after its RSS is read, so the ordered index it builds is not
+ * counted in the memory numbers).
+ */
+async function runMillion (opts: Options, tmp: string, listWith: { pair: BareServer | null, rows: Row[] } | null): Promise<{ million: MillionResult, list: ListResult | null }> {
   const dir = join(tmp, 'million')
   mkdirSync(dir)
   const n = opts.millionKeys
@@ -691,7 +730,7 @@ async function runMillion (opts: Options, tmp: string): Promise<MillionResult> {
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err)
     warn(`memory/restart: the server did not start${opts.millionLoad === 'file' ? ` on ${fmtInt(n)} keys on disk` : ''}: ${msg}`)
-    return {
+    const million: MillionResult = {
       keys: n,
       loadMode: opts.millionLoad,
       loadConnections: null,
@@ -716,8 +755,11 @@ async function runMillion (opts: Options, tmp: string): Promise<MillionResult> {
       sampleChecked: 0,
       sampleMismatches: 0
     }
+    if (listWith !== null) warn('list: not run, the million part\'s server did not start')
+    return { million, list: null }
   }
   let result: MillionResult
+  let list: ListResult | null = null
   let restarted: Child | null = null
   try {
     let rssEmpty: number | null = null
@@ -810,14 +852,369 @@ async function runMillion (opts: Options, tmp: string): Promise<MillionResult> {
       sampleChecked: sample.checked,
       sampleMismatches: sample.mismatches
     }
+    if (listWith !== null) {
+      if (restartMs === null) warn('list: not run, the restart of the million part failed')
+      else list = await runList(opts, { pid: child.pid, port: srv.port }, keys.disk, n, listWith.pair, listWith.rows)
+    }
   } finally {
     if (srv.child.running) await stopServer(srv.child, 60_000)
     if (restarted !== null && restarted.running) await stopServer(restarted, 60_000)
   }
+  return { million: result, list }
+}
+
+// ---------------------------------------------------------------- listing (issue 11)
+
+const keysPath = (project: string, query: string) => `/api/v1/projects/${encodeURIComponent(project)}/keys?${query}`
+
+interface ListPageBody {
+  data?: { items?: Array<{ key?: unknown }>, next_cursor?: unknown, rev?: unknown }
+}
+
+/** One listing call; the parsed page, or null when the answer is not a 200 page. */
+async function listCall (port: number, apiKey: string, path: string, agent: Agent | undefined, timeoutMs: number): Promise<{ status: number, ms: number, keys: string[], next: string | null, rev: number | null, raw: string }> {
+  const t0 = process.hrtime.bigint()
+  const res = await httpRequest(port, 'GET', path, bearer(apiKey), undefined, { timeoutMs, ...(agent !== undefined ? { agent } : {}) })
+  const ms = msSince(t0)
+  let keys: string[] = []
+  let next: string | null = null
+  let rev: number | null = null
+  if (res.status === 200) {
+    try {
+      const data = (JSON.parse(res.body) as ListPageBody).data
+      keys = (data?.items ?? []).map((i) => String(i.key))
+      next = typeof data?.next_cursor === 'string' ? data.next_cursor : null
+      rev = typeof data?.rev === 'number' ? data.rev : null
+    } catch {}
+  }
+  return { status: res.status, ms, keys, next, rev, raw: res.body }
+}
+
+/**
+ * Listing pages of 100 keys out of the `n` keys loaded into `disk` on a running
+ * server: the first call (it builds the ordered index) timed on its own, a walk
+ * over every key in pages of 1,000 that checks order and count and keeps each
+ * page's cursor, then pages of 100 from random cursors and, for comparison, GET
+ * record of random keys of the same store, each beside a paired bare Fastify run.
+ */
+async function runList (opts: Options, server: { pid: number, port: number }, apiKey: string, n: number, pair: BareServer | null, rows: Row[]): Promise<ListResult> {
+  const { pid, port } = server
+  log(`list: ${fmtInt(n)} keys in 'disk'; first listing call (builds the ordered index)`)
+  const rssBeforeIndex = readMem(pid)?.rssBytes ?? null
+  const first = await listCall(port, apiKey, keysPath('disk', 'limit=100'), undefined, 300_000)
+  if (first.status !== 200 || first.keys.length !== Math.min(100, n)) {
+    warn(`list: the first listing call answered HTTP ${first.status} with ${first.keys.length} items: ${first.raw.slice(0, 200)}`)
+  }
+  const second = await listCall(port, apiKey, keysPath('disk', 'limit=100'), undefined, 60_000)
+  const rssAfterIndex = readMem(pid)?.rssBytes ?? null
+  log(`list: first call ${first.ms.toFixed(0)} ms, the same call again ${second.ms.toFixed(1)} ms; RSS ${fmtMB(rssBeforeIndex)} -> ${fmtMB(rssAfterIndex)}`)
+
+  // The cursors the workload starts from are the walk's own: a cursor is opaque, so only the server makes them.
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  const cursors: string[] = []
+  let walkKeys = 0
+  let pages = 0
+  let previous: string | null = null
+  let problem: string | null = null
+  let cursor: string | null = null
+  const walkStart = process.hrtime.bigint()
+  const walkDeadline = Date.now() + 300_000
+  try {
+    for (;;) {
+      const page = await listCall(port, apiKey, keysPath('disk', `limit=1000${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`), agent, 60_000)
+      pages++
+      if (page.status !== 200) {
+        problem = `page ${pages}: HTTP ${page.status} ${page.raw.slice(0, 200)}`
+        break
+      }
+      for (const k of page.keys) {
+        if (previous !== null && !(previous < k)) {
+          problem ??= `page ${pages}: ${JSON.stringify(k)} after ${JSON.stringify(previous)}`
+        }
+        previous = k
+      }
+      walkKeys += page.keys.length
+      if (page.next === null) break
+      cursors.push(page.next)
+      cursor = page.next
+      if (Date.now() > walkDeadline) {
+        problem = `walk stopped after 300 s at ${fmtInt(walkKeys)} keys`
+        break
+      }
+    }
+  } finally {
+    agent.destroy()
+  }
+  const walkSeconds = msSince(walkStart) / 1000
+  if (problem === null && walkKeys !== n) problem = `the walk saw ${fmtInt(walkKeys)} keys, ${fmtInt(n)} loaded`
+  if (problem !== null) warn(`list: ${problem}`)
+  log(`list: walked ${fmtInt(walkKeys)} keys in ${fmtInt(pages)} pages of up to 1,000 in ${walkSeconds.toFixed(1)} s; ${fmtInt(cursors.length)} cursors`)
+
+  const h = bearer(apiKey)
+  const listLabel = `${WORKLOAD_LABELS.list} (${fmtInt(n)} keys)`
+  const getLabel = `GET record (same ${fmtInt(n)} keys)`
+  const runs: Array<{ id: Row['id'], label: string, spec: (c: number) => MeasureSpec }> = [
+    { id: 'list', label: listLabel, spec: (c) => ({ port, connections: c, headers: h, poolFor: () => listPool('disk', cursors) }) },
+    { id: 'list-get-record', label: getLabel, spec: (c) => ({ port, connections: c, headers: h, poolFor: () => getPool(n, (k) => storePath('disk', k)) }) }
+  ]
+  for (const c of opts.connections) {
+    for (const r of runs) {
+      const paired = pair === null ? undefined : await pair.measureAt(c, `${WORKLOAD_LABELS['bare-fastify']}, paired`)
+      const { stats, cpu } = await measure(opts, r.label, pid, [r.spec(c)])
+      rows.push({
+        id: r.id,
+        label: r.label,
+        connections: c,
+        stats: stats[0]!,
+        cpu,
+        expect: '2xx',
+        ratio: null,
+        pairedBare: paired === undefined ? undefined : { okPerSec: paired.stats.okPerSec, p99Ms: paired.stats.latencyMs.p99, cpu: paired.cpu }
+      })
+    }
+  }
+  return {
+    keys: n,
+    firstListMs: first.ms,
+    firstListStatus: first.status,
+    secondListMs: second.ms,
+    rssBeforeIndexBytes: rssBeforeIndex,
+    rssAfterIndexBytes: rssAfterIndex,
+    walkSeconds,
+    walkPages: pages,
+    walkKeys,
+    walkOk: problem === null,
+    walkProblem: problem,
+    cursors: cursors.length
+  }
+}
+
+/** The list part on a server of its own (when the million part does not run): load, then runList. */
+async function runListAlone (opts: Options, tmp: string, pair: BareServer | null, rows: Row[]): Promise<ListResult | null> {
+  const dir = join(tmp, 'list')
+  mkdirSync(dir)
+  const n = opts.millionKeys
+  const keys: Keys = { system: newApiKey(), disk: newApiKey(), mem: newApiKey() }
+  const value = makeValueFn()
+  if (opts.millionLoad === 'file') writeStoreFile(dir, n, value)
+  const srv = await startRealServer(opts, dir, keys, 'server-list', opts.millionLoad === 'file' ? 120_000 : 30_000)
+  try {
+    if (opts.millionLoad === 'put') {
+      log(`list: loading ${fmtInt(n)} keys by PUT (${opts.millionConnections} connections)`)
+      const load = await loadKeys(srv.port, 'disk', keys.disk, n, value, opts.millionConnections, 15 * 60_000)
+      checkLoad(`list: loading ${n} keys`, load, n)
+      log(`list: loaded ${fmtInt(load.ok)} keys in ${load.seconds.toFixed(1)} s`)
+    }
+    return await runList(opts, { pid: srv.child.pid, port: srv.port }, keys.disk, n, pair, rows)
+  } finally {
+    await stopServer(srv.child, 180_000)
+  }
+}
+
+// ---------------------------------------------------------------- mass expiry (issue 11)
+
+/** Keys of the expire part: their own prefix, so one listing shows whether any is left. */
+const expireKey = (i: number) => 'x' + String(i).padStart(7, '0')
+const EXPIRE_PREFIX = 'x'
+/** The engine reclaims at most this many keys per round, one revision per round. */
+const RECLAIM_ROUND = 1000
+/** How long after expires_at the part waits for every round before it gives up. */
+const RECLAIM_WAIT_MS = 90_000
+
+function windowOf (h: LatencyHistogram, non2xx: number): LatencyWindow {
+  return { requests: h.count, non2xx, p50Ms: h.quantile(0.5), p99Ms: h.quantile(0.99), maxMs: h.count === 0 ? NaN : h.maxMs }
+}
+
+/**
+ * The expire part on one project: `--keys` other keys, then `--expire-keys`
+ * keys PUT with one `expires_at` a few seconds ahead (chosen from the rate of
+ * the first load, so the load ends before it), a GET record loop on the other
+ * keys from the end of the load until a second after the last reclaim round,
+ * and a poller that lists the expiring prefix (limit=1) every 20 ms: the listing
+ * is empty from the instant they expire; the revision it carries grows by one
+ * per reclaim round, so the reclaim is done, and persisted, when it has grown
+ * by one round per 1,000 keys (no other writes run meanwhile).
+ */
+async function runExpireOne (opts: Options, srv: RealServer, project: 'disk' | 'mem'): Promise<ExpireResult> {
+  const { port } = srv
+  const apiKey = srv.keys[project]
+  const h = bearer(apiKey)
+  const n = opts.expireKeys
+  const value = makeValueFn()
+  const t0 = process.hrtime.bigint()
+  const pre = await loadKeys(port, project, apiKey, opts.keys, value, 64, 120_000)
+  checkLoad(`expire: loading ${opts.keys} keys into '${project}'`, pre, opts.keys)
+  const rate = Math.max(100, pre.okPerSec)
+  // 1.25 x the time the load should take at the rate just seen, plus 3 s of GETs before the expiry;
+  // a key PUT after that instant would be refused (400), and the load check reports it.
+  const expiresAtMs = Math.ceil(Date.now() + (1.25 * n / rate) * 1000 + 3000)
+  const expiresAt = expiresAtMs / 1000
+  log(`expire '${project}': ${fmtInt(opts.keys)} other keys in ${msSince(t0).toFixed(0)} ms (${fmtInt(pre.okPerSec)} PUT/s); ` +
+    `loading ${fmtInt(n)} keys with expires_at=${expiresAt} (${((expiresAtMs - Date.now()) / 1000).toFixed(1)} s ahead)`)
+  let next = 0
+  const load = await runLoad({
+    port,
+    connections: 64,
+    amount: n,
+    headers: { ...h, 'content-type': 'text/plain; charset=utf-8' },
+    requests: [{
+      method: 'PUT',
+      setupRequest: (req: AcRequest) => {
+        const i = next++ % n
+        req.path = `${storePath(project, expireKey(i))}?expires_at=${expiresAt}`
+        req.body = value(i)
+        return req
+      }
+    }],
+    watchdogMs: Math.max(60_000, expiresAtMs - Date.now() + 30_000)
+  })
+  checkLoad(`expire: loading ${n} expiring keys into '${project}'`, load, n)
+  const headroomMs = expiresAtMs - Date.now()
+  log(`expire '${project}': loaded ${fmtInt(load.ok)} in ${load.seconds.toFixed(1)} s (${fmtInt(load.okPerSec)} PUT/s); ${(headroomMs / 1000).toFixed(1)} s until they expire`)
+  if (headroomMs < 1000) warn(`expire '${project}': the load ended ${(headroomMs / 1000).toFixed(1)} s before expires_at: the "before" window is short or missing`)
+
+  // The GET loop: latencies sorted into windows by the phase the answer arrived in.
+  type Phase = 'warm' | 'before' | 'during' | 'after'
+  let phase: Phase = 'warm'
+  const hists = { before: new LatencyHistogram(), during: new LatencyHistogram(), after: new LatencyHistogram() }
+  const bad = { before: 0, during: 0, after: 0 }
+  const conns = Math.max(...opts.connections)
+  const stop = new AbortController()
+  const loopSeconds = (expiresAtMs - Date.now() + RECLAIM_WAIT_MS) / 1000 + 5
+  const cpuBefore = cpuSnap(srv.child.pid)
+  const loop = runLoad({
+    port,
+    connections: conns,
+    duration: loopSeconds,
+    headers: h,
+    poolFor: () => getPool(opts.keys, (k) => storePath(project, k)),
+    watchdogMs: (loopSeconds + 20) * 1000,
+    signal: stop.signal,
+    onSample: (ms, status) => {
+      if (phase === 'warm') return
+      hists[phase].record(ms)
+      if (status < 200 || status >= 300) bad[phase]++
+    }
+  })
+  const warmTimer = setTimeout(() => { if (phase === 'warm') phase = 'before' }, Math.min(500, Math.max(0, headroomMs / 4)))
+  const expiryTimer = setTimeout(() => { phase = 'during' }, Math.max(0, expiresAtMs - Date.now()))
+
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  const rounds = Math.ceil(n / RECLAIM_ROUND)
+  let baseRev: number | null = null
+  let lastRev: number | null = null
+  let invisibleAt: number | null = null
+  let firstRoundAt: number | null = null
+  let reclaimedAt: number | null = null
+  let polls = 0
+  let pollMs = 0
+  const listing = keysPath(project, `limit=1&prefix=${EXPIRE_PREFIX}`)
+  try {
+    while (Date.now() < expiresAtMs + RECLAIM_WAIT_MS) {
+      const p = await listCall(port, apiKey, listing, agent, 10_000)
+      const at = Date.now()
+      polls++
+      pollMs += p.ms
+      if (p.status !== 200 || p.rev === null) throw new Error(`expire: listing answered HTTP ${p.status}: ${p.raw.slice(0, 200)}`)
+      if (baseRev === null) {
+        baseRev = p.rev
+        if (at >= expiresAtMs) warn(`expire '${project}': the first poll came after expires_at; reclaim rounds may have begun before the base revision was read`)
+      }
+      if (at >= expiresAtMs && p.keys.length === 0 && invisibleAt === null) invisibleAt = at
+      if (at < expiresAtMs && p.keys.length === 0) warn(`expire '${project}': the listing was empty before expires_at`)
+      if (p.rev !== baseRev && firstRoundAt === null) firstRoundAt = at
+      lastRev = p.rev
+      if (p.rev >= baseRev + rounds && invisibleAt !== null) {
+        reclaimedAt = at
+        break
+      }
+      await sleep(20)
+    }
+  } finally {
+    agent.destroy()
+    clearTimeout(warmTimer)
+    clearTimeout(expiryTimer)
+  }
+  phase = 'after'
+  await sleep(1000)
+  stop.abort()
+  const loopStats = await loop
+  const cpu = cpuUse(cpuBefore, cpuSnap(srv.child.pid))
+  if (reclaimedAt === null) {
+    warn(`expire '${project}': not every reclaim round was seen within ${RECLAIM_WAIT_MS / 1000} s of expires_at ` +
+      `(revision ${lastRev ?? '-'}, expected ${baseRev === null ? '-' : baseRev + rounds})`)
+  }
+  if (loopStats.errors > 0) warn(`expire '${project}': ${loopStats.errors} connection errors in the GET loop`)
+  const gone = await httpRequest(port, 'GET', storePath(project, expireKey(0)), h, undefined, { timeoutMs: 10_000 })
+  if (gone.status !== 404) warn(`expire '${project}': an expired key answered HTTP ${gone.status}, 404 expected`)
+  const since = (t: number | null) => (t === null ? null : t - expiresAtMs)
+  const result: ExpireResult = {
+    project,
+    onDisk: project === 'disk',
+    keys: n,
+    loadConnections: 64,
+    loadSeconds: load.seconds,
+    loadOkPerSec: load.okPerSec,
+    loadNon2xx: load.non2xx,
+    loadStatusCounts: load.statusCounts,
+    expiresAt,
+    headroomMs,
+    expectedRounds: rounds,
+    baseRev,
+    finalRev: lastRev,
+    invisibleMs: since(invisibleAt),
+    firstRoundMs: since(firstRoundAt),
+    reclaimedMs: since(reclaimedAt),
+    polls,
+    pollMeanMs: polls === 0 ? NaN : pollMs / polls,
+    expiredKeyStatus: gone.status,
+    getConnections: conns,
+    before: windowOf(hists.before, bad.before),
+    during: windowOf(hists.during, bad.during),
+    after: windowOf(hists.after, bad.after),
+    cpu
+  }
+  log(`expire '${project}': ${describeExpire(result)}`)
   return result
 }
 
+function describeWindow (w: LatencyWindow): string {
+  return `${fmtInt(w.requests)} GETs, p50 ${fmtMs(w.p50Ms)} / p99 ${fmtMs(w.p99Ms)} / max ${fmtMs(w.maxMs)} ms${w.non2xx > 0 ? `, non-2xx ${w.non2xx}` : ''}`
+}
+
+function describeExpire (e: ExpireResult): string {
+  const s = (ms: number | null) => (ms === null ? 'not seen' : `${fmtInt(ms)} ms`)
+  return `${fmtInt(e.keys)} keys (${e.onDisk ? 'on disk' : 'memory only'}): invisible after ${s(e.invisibleMs)}, first reclaim round after ${s(e.firstRoundMs)}, ` +
+    `all ${e.expectedRounds} rounds after ${s(e.reclaimedMs)} (polls every 20 ms + ${fmtMs(e.pollMeanMs)} ms); expired key GET -> ${e.expiredKeyStatus}; ` +
+    `GET record @${e.getConnections} before: ${describeWindow(e.before)}; during the reclaim: ${describeWindow(e.during)}; after: ${describeWindow(e.after)}; ` +
+    `cpu srv/gen/other ${e.cpu.serverPct ?? '-'}/${e.cpu.generatorPct}/${e.cpu.otherPct ?? '-'}%`
+}
+
+/** The expire part: a fresh server, each project of --expire-projects in turn. */
+async function runExpire (opts: Options, tmp: string): Promise<ExpireResult[]> {
+  const dir = join(tmp, 'expire')
+  mkdirSync(dir)
+  const keys: Keys = { system: newApiKey(), disk: newApiKey(), mem: newApiKey() }
+  const srv = await startRealServer(opts, dir, keys, 'server-expire', 30_000)
+  const out: ExpireResult[] = []
+  try {
+    for (const project of opts.expireProjects) {
+      await waitQuiet(opts, `expire '${project}'`)
+      out.push(await runExpireOne(opts, srv, project))
+    }
+    if (!srv.child.running) throw new Error(`server exited during the expire part:\n${srv.child.tail()}`)
+  } finally {
+    await stopServer(srv.child, 60_000)
+  }
+  return out
+}
+
 // ---------------------------------------------------------------- main
+
+/** Share of a run's answers that were 412 (put-cas: should be 0). */
+function share412 (r: Row): number {
+  return r.stats.responses === 0 ? NaN : (r.stats.statusCounts['412'] ?? 0) / r.stats.responses
+}
 
 async function main (): Promise<void> {
   const opts = parseOptions()
@@ -873,20 +1270,30 @@ async function main (): Promise<void> {
   const t0 = Date.now()
 
   const real = opts.only.has('get-record') || opts.only.has('get-raw') || opts.only.has('put-mem') ||
-    opts.only.has('put-disk') || opts.only.has('mixed') || opts.only.has('flood')
+    opts.only.has('put-disk') || opts.only.has('mixed') || opts.only.has('flood') || opts.only.has('put-cas')
+  const listing = !opts.bareOnly && opts.only.has('list')
   if (opts.only.has('bare-http')) await runBare(opts, tmp, 'bare-http', rows)
-  // Bare Fastify stays up through the real server's workloads, to be measured beside each one.
-  const pairWith = opts.only.has('bare-fastify') ? await runBare(opts, tmp, 'bare-fastify', rows, !opts.bareOnly && real && opts.pair) : null
+  // Bare Fastify stays up through the real server's workloads (the listing's too), to be measured beside each one.
+  const pairWith = opts.only.has('bare-fastify') ? await runBare(opts, tmp, 'bare-fastify', rows, !opts.bareOnly && (real || listing) && opts.pair) : null
 
   let serverInfo: Record<string, unknown> | null = null
   let million: MillionResult | null = null
+  let list: ListResult | null = null
+  let expire: ExpireResult[] = []
   if (!opts.bareOnly) {
     try {
       if (real) serverInfo = await runReal(opts, tmp, rows, floods, pairWith)
+      if (opts.million) {
+        const m = await runMillion(opts, tmp, listing ? { pair: pairWith, rows } : null)
+        million = m.million
+        list = m.list
+      } else if (listing) {
+        list = await runListAlone(opts, tmp, pairWith, rows)
+      }
     } finally {
       if (pairWith !== null) await stopServer(pairWith.child, 5000)
     }
-    if (opts.million) million = await runMillion(opts, tmp)
+    if (opts.only.has('expire')) expire = await runExpire(opts, tmp)
   }
 
   // Ratios to bare Fastify at the same connection count: the paired run beside the row when
@@ -961,6 +1368,28 @@ async function main (): Promise<void> {
       `restart to first GET ${million.restartToFirstGetMs === null ? 'FAILED' : `${million.restartToFirstGetMs.toFixed(0)} ms`}; ` +
       `RSS after restart ${fmtMB(million.rssAfterRestartBytes)}; sample ${million.sampleChecked - million.sampleMismatches}/${million.sampleChecked} ok`)
   }
+  for (const r of rows.filter((x) => x.id === 'put-cas')) {
+    out.push(`put-cas @${r.connections}: ${fmtInt(r.stats.statusCounts['412'] ?? 0)} of ${fmtInt(r.stats.responses)} answers 412 ` +
+      `(${(share412(r) * 100).toFixed(3)}%; each connection owns its key, so 0 is expected)`)
+  }
+  if (list !== null) {
+    out.push('')
+    out.push(`listing (${fmtInt(list.keys)} keys on disk): first call ${list.firstListMs.toFixed(0)} ms (builds the ordered index; HTTP ${list.firstListStatus}), ` +
+      `again ${fmtMs(list.secondListMs)} ms; RSS ${fmtMB(list.rssBeforeIndexBytes)} -> ${fmtMB(list.rssAfterIndexBytes)}; ` +
+      `full walk in pages of 1,000: ${fmtInt(list.walkKeys)} keys, ${fmtInt(list.walkPages)} pages, ${list.walkSeconds.toFixed(1)} s ` +
+      `(${list.walkOk ? 'in order, each once' : `PROBLEM: ${list.walkProblem}`})`)
+    for (const c of opts.connections) {
+      const l = rows.find((r) => r.id === 'list' && r.connections === c)
+      const g = rows.find((r) => r.id === 'list-get-record' && r.connections === c)
+      if (l === undefined || g === undefined) continue
+      out.push(`  @${c}: page of 100 ${fmtInt(l.stats.okPerSec)} req/s, p99 ${fmtMs(l.stats.latencyMs.p99)} ms; ` +
+        `GET record ${fmtInt(g.stats.okPerSec)} req/s, p99 ${fmtMs(g.stats.latencyMs.p99)} ms; page / GET = ${fmtRatio(l.stats.okPerSec / g.stats.okPerSec)}`)
+    }
+  }
+  if (expire.length > 0) {
+    out.push('')
+    for (const e of expire) out.push(`expire '${e.project}': ${describeExpire(e)}`)
+  }
   const genBound = rows.filter((r) => r.id !== 'flood-attack' && (r.cpu?.generatorPct ?? 0) >= 90)
   if (genBound.length > 0) {
     out.push(`note: the load generator used >= 90% of a core in ${genBound.length} run(s) ` +
@@ -983,7 +1412,7 @@ async function main (): Promise<void> {
 
   // ---- JSON
   const report = {
-    schema: 1,
+    schema: 2,
     machine: { ...machine, pinned: serverCpus !== null },
     options: { ...opts, only: [...opts.only], server: opts.bareOnly ? null : opts.server },
     wallSeconds: (Date.now() - t0) / 1000,
@@ -994,12 +1423,15 @@ async function main (): Promise<void> {
       ratioToBareFastify: r.ratio,
       expect: r.expect,
       cpuPercentOfOneCore: r.cpu ?? null,
+      ...(r.id === 'put-cas' ? { share412: share412(r) } : {}),
       ...r.stats
     })),
     control: controls,
     flood: floods,
     server: serverInfo,
     million,
+    list,
+    expire,
     targets,
     warnings,
     processes: spawnHistory()

@@ -15,7 +15,10 @@ export const WORKLOAD_IDS = [
   'put-mem',
   'put-disk',
   'mixed',
-  'flood'
+  'flood',
+  'put-cas',
+  'list',
+  'expire'
 ] as const
 export type WorkloadId = (typeof WORKLOAD_IDS)[number]
 
@@ -27,7 +30,10 @@ export const WORKLOAD_LABELS: Record<WorkloadId, string> = {
   'put-mem': 'PUT in-memory (R9)',
   'put-disk': 'PUT on-disk (R9)',
   mixed: 'mixed 90% GET rec / 10% PUT, on-disk',
-  flood: 'wrong-key flood beside good GETs'
+  flood: 'wrong-key flood beside good GETs',
+  'put-cas': 'PUT If-Match (CAS loop), on-disk',
+  list: 'list page of 100 keys',
+  expire: 'GET record through a mass expiry'
 }
 
 export const storePath = (project: string, key: string) =>
@@ -83,4 +89,73 @@ export function floodRequests (keys: number, project: string): AcRequest[] {
       }
     }
   ]
+}
+
+/** The key connection i of the compare-and-set workload owns: same length as keyName. */
+export function casKey (i: number): string {
+  return 'c' + String(i).padStart(7, '0')
+}
+
+/** Case-insensitive lookup of a response header as autocannon hands it over (name → value or values). */
+function headerOf (headers: AcRequest['headers'], name: string): string | undefined {
+  if (headers === undefined) return undefined
+  for (const [k, v] of Object.entries(headers)) {
+    if (k.toLowerCase() !== name) continue
+    const value: unknown = v
+    return Array.isArray(value) ? String(value[0]) : String(value)
+  }
+  return undefined
+}
+
+/**
+ * One connection's compare-and-set loop on its own key: every PUT carries the
+ * ETag of the answer before it (`*` first, the key being preloaded). The ETag
+ * lives in this closure, not in autocannon's `context`: with a one-request list
+ * autocannon resets the context before building every request. A 412 (which
+ * should not happen, the key being this connection's alone) takes the current
+ * ETag from the answer's `data.etag`, so one conflict does not derail the loop.
+ */
+export function casRequests (project: string, connectionIndex: number): AcRequest[] {
+  const path = storePath(project, casKey(connectionIndex))
+  const bodies: string[] = []
+  for (let i = 0; i < 16; i++) bodies.push(randomAscii(VALUE_BYTES))
+  let etag = '*'
+  let n = 0
+  return [
+    {
+      method: 'PUT',
+      path,
+      headers: TEXT,
+      body: bodies[0],
+      setupRequest: (req: AcRequest) => {
+        req.headers = { ...req.headers, 'if-match': etag }
+        req.body = bodies[n++ % bodies.length]
+        return req
+      },
+      onResponse: (status: number, body: string, _context: object, headers: AcRequest['headers']) => {
+        if (status === 200 || status === 201) {
+          // An answer without an ETag makes the next PUT fail with 412, so the share shows it.
+          etag = headerOf(headers, 'etag') ?? '"no-etag-in-the-answer"'
+        } else if (status === 412) {
+          try {
+            const current = (JSON.parse(body) as { data?: { etag?: unknown } }).data?.etag
+            etag = typeof current === 'string' ? current : '*'
+          } catch {
+            etag = '*'
+          }
+        }
+      }
+    }
+  ]
+}
+
+/** GETs of listing pages of 100 keys, each starting at a cursor drawn at random from `cursors`. */
+export function listPool (project: string, cursors: string[]): AcRequest[] {
+  const pool: AcRequest[] = []
+  const base = `/api/v1/projects/${encodeURIComponent(project)}/keys?limit=100`
+  for (let i = 0; i < POOL_SIZE; i++) {
+    const cursor = cursors[randomIndex(cursors.length)]
+    pool.push({ method: 'GET', path: cursor === undefined ? base : `${base}&cursor=${encodeURIComponent(cursor)}` })
+  }
+  return pool
 }
