@@ -1108,6 +1108,7 @@ async function runExpireOne (opts: Options, srv: RealServer, project: 'disk' | '
   let reclaimedAt: number | null = null
   let polls = 0
   let pollMs = 0
+  let emptyEarly = false
   const listing = keysPath(project, `limit=1&prefix=${EXPIRE_PREFIX}`)
   try {
     while (Date.now() < expiresAtMs + RECLAIM_WAIT_MS) {
@@ -1121,7 +1122,10 @@ async function runExpireOne (opts: Options, srv: RealServer, project: 'disk' | '
         if (at >= expiresAtMs) warn(`expire '${project}': the first poll came after expires_at; reclaim rounds may have begun before the base revision was read`)
       }
       if (at >= expiresAtMs && p.keys.length === 0 && invisibleAt === null) invisibleAt = at
-      if (at < expiresAtMs && p.keys.length === 0) warn(`expire '${project}': the listing was empty before expires_at`)
+      if (at < expiresAtMs && p.keys.length === 0 && !emptyEarly) {
+        emptyEarly = true
+        warn(`expire '${project}': the listing of the expiring keys was empty before expires_at`)
+      }
       if (p.rev !== baseRev && firstRoundAt === null) firstRoundAt = at
       lastRev = p.rev
       if (p.rev >= baseRev + rounds && invisibleAt !== null) {
