@@ -34,10 +34,11 @@ const TxnBody = Type.Object({
   ops: Type.Array(OpSchema, { minItems: 1, description: 'Applied in order, as one revision, when every check holds.' })
 }, { additionalProperties: false })
 
+// Closed objects: the serializer picks the first alternative a result matches, and a get result would match an open set result.
 const ResultSchema = Type.Union([
-  Type.Object({ key: Type.String(), etag: Type.String() }),
-  Type.Object({ key: Type.String(), deleted: Type.Boolean() }),
-  Type.Object({ key: Type.String(), etag: Type.Union([Type.String(), Type.Null()]), record: Type.Union([RecordSchema, Type.Null()]) })
+  Type.Object({ key: Type.String(), etag: Type.String() }, { additionalProperties: false }),
+  Type.Object({ key: Type.String(), deleted: Type.Boolean() }, { additionalProperties: false }),
+  Type.Object({ key: Type.String(), etag: Type.Union([Type.String(), Type.Null()]), record: Type.Union([RecordSchema, Type.Null()]) }, { additionalProperties: false })
 ])
 
 const FailedSchema = EnvelopeSchema(Type.Object({
