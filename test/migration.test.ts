@@ -47,7 +47,9 @@ t.test('a Simple-PyKV folder is served unchanged', async t => {
   t.equal(status.statusCode, 200)
   const headers = { 'api-key': 'project-legacy-key' }
   const rec = await app.inject({ method: 'GET', url: '/api/v1/projects/first_project/store/greeting', headers })
-  t.same(rec.json().data, { value: 'hello', created_at: 1764992680, updated_at: 1765075342, size_bytes: 5, type: 'string' })
+  t.same(rec.json().data, { value: 'hello', created_at: 1764992680, updated_at: 1765075342, size_bytes: 5, type: 'string', version: 0, expires_at: null },
+    'the 1.0 record, and the 1.1 fields a file without them loads with: version 0, no expiry')
+  t.match(rec.headers.etag, /^"[A-Za-z0-9_-]+\.0"$/, 'the epoch\'s legacy ETag')
   const profile = (await app.inject({ method: 'GET', url: '/api/v1/projects/first_project/store/profile', headers })).json().data
   t.equal(profile.type, 'object', 'type computed on load')
   t.equal(profile.size_bytes, 10, 'size recomputed as UTF-8 bytes of compact JSON')
@@ -60,7 +62,9 @@ t.test('a Simple-PyKV folder is served unchanged', async t => {
   await app.inject({ method: 'PUT', url: '/api/v1/projects/first_project/store/new', headers, payload: 'x' })
   await app.close()
   const onDisk = JSON.parse(readFileSync(join(dir, 'storage_data', 'first_project_store.json'), 'utf8'))
-  t.same(onDisk.greeting, { value: 'hello', created_at: 1764992680, updated_at: 1765075342, size_bytes: 5, type: 'string' })
+  const { version, expires_at: expiresAt, tag, ...greeting } = onDisk.greeting
+  t.same(greeting, { value: 'hello', created_at: 1764992680, updated_at: 1765075342, size_bytes: 5, type: 'string' }, 'the 1.0 fields as they were')
+  t.same({ version, expiresAt, tag: `"${tag as string}"` }, { version: 0, expiresAt: null, tag: rec.headers.etag }, 'plus the 1.1 fields, which 1.0 readers ignore')
   t.equal(onDisk.new.value, 'x')
 })
 
