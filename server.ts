@@ -96,7 +96,7 @@ async function serve (cmd: ServeCommand): Promise<void> {
   const color = useColor()
   const level: LogLevel = cmd.logLevel ?? (settings.verbose ? 'debug' : 'info')
   const fastify = Fastify({
-    ...serverOptions(settings.maxKeyBytes),
+    ...serverOptions(settings),
     bodyLimit: settings.maxBodyBytes,
     logger: loggerOptions(level, chooseLogFormat(cmd.logFormat, process.stdout.isTTY === true), color),
     logController: new RequestLog(),

@@ -44,8 +44,16 @@ export const LimitsSchema = Type.Object({
   max_key_bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536, description: 'Longest store key, in UTF-8 bytes (default 512).' })),
   max_value_bytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest value of one record, in bytes as size_bytes counts them (default: max_body_bytes).' })),
   max_keys_per_project: Type.Optional(Type.Integer({ minimum: 1, description: 'Most keys one project may hold (default 1000000).' })),
-  max_bytes_per_project: Type.Optional(Type.Integer({ minimum: 1, description: 'Most value bytes one project may hold, summed over its records (default 1073741824).' }))
+  max_bytes_per_project: Type.Optional(Type.Integer({ minimum: 1, description: 'Most value bytes one project may hold, summed over its records (default 1073741824).' })),
+  max_json_depth: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'Deepest nesting of arrays and objects a JSON request body may have (default 64); deeper bodies get 400 before anything is stored.' }))
 }, { additionalProperties: false })
+
+export const TimeoutsSchema = Type.Object({
+  request_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'Time a client has to send a whole request, headers and body, in milliseconds (default 60000); then it gets 408 and its connection is closed.' })),
+  headers_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'Time a client has to send the headers of a request, in milliseconds (default 10000, at most request_timeout_ms); then it gets 408 and its connection is closed.' })),
+  keep_alive_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'How long an idle keep-alive connection stays open, in milliseconds (default 72000: longer than the 60 s idle timeout of common proxies, so the server is not the one to drop a connection a proxy is reusing).' })),
+  connections_check_interval_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'How often open connections are checked against the request and headers timeouts, in milliseconds (default 1000); a timeout fires up to this much late.' }))
+}, { additionalProperties: false, description: 'HTTP server timeouts, so slow or idle clients cannot hold connections forever.' })
 
 export const SystemConfigSchema = Type.Object({
   storage: Type.Optional(Type.Object({
@@ -68,7 +76,8 @@ export const SystemConfigSchema = Type.Object({
   debugging: Type.Optional(Type.Object({
     verbose_mode: Type.Optional(Type.Boolean({ description: 'Log every request (default false).' }))
   }, { additionalProperties: false })),
-  limits: Type.Optional(LimitsSchema)
+  limits: Type.Optional(LimitsSchema),
+  timeouts: Type.Optional(TimeoutsSchema)
 }, { additionalProperties: false })
 
 export const ConfigSchema = Type.Object({
@@ -99,6 +108,11 @@ export const DEFAULT_MAX_AUTH_FAILURES = 30
 export const DEFAULT_AUTH_FAILURE_WINDOW_SECONDS = 60
 export const DEFAULT_DURABILITY = 'always'
 export const DEFAULT_JOURNAL_MAX_BYTES = 16 * 1024 * 1024
+export const DEFAULT_MAX_JSON_DEPTH = 64
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 72_000
+export const DEFAULT_CONNECTIONS_CHECK_INTERVAL_MS = 1_000
 
 export type Durability = 'always' | 'everysec' | 'no'
 
@@ -137,6 +151,10 @@ function semanticError (config: KvConfig): string | null {
   for (const [i, project] of (config.projects ?? []).entries()) {
     if (seen.has(project.id)) return `Invalid field 'projects[${i}].id': duplicate project id '${project.id}'`
     seen.add(project.id)
+  }
+  const timeouts = config.system?.timeouts
+  if (timeouts?.headers_timeout_ms !== undefined && timeouts.headers_timeout_ms > (timeouts.request_timeout_ms ?? DEFAULT_REQUEST_TIMEOUT_MS)) {
+    return `Invalid field 'system.timeouts.headers_timeout_ms': must not exceed request_timeout_ms (${timeouts.request_timeout_ms ?? DEFAULT_REQUEST_TIMEOUT_MS})`
   }
   return null
 }
@@ -178,6 +196,23 @@ export interface EffectiveSettings {
   maxAuthFailures: number
   authFailureWindowSeconds: number
   corsOrigins: string[]
+  maxJsonDepth: number
+  requestTimeoutMs: number
+  headersTimeoutMs: number
+  keepAliveTimeoutMs: number
+  connectionsCheckIntervalMs: number
+}
+
+/** The timeouts in effect; a request timeout set below the default headers timeout lowers that too. */
+function timeoutSettings (c: KvConfig): Pick<EffectiveSettings, 'requestTimeoutMs' | 'headersTimeoutMs' | 'keepAliveTimeoutMs' | 'connectionsCheckIntervalMs'> {
+  const t = c.system?.timeouts
+  const requestTimeoutMs = t?.request_timeout_ms ?? DEFAULT_REQUEST_TIMEOUT_MS
+  return {
+    requestTimeoutMs,
+    headersTimeoutMs: t?.headers_timeout_ms ?? Math.min(DEFAULT_HEADERS_TIMEOUT_MS, requestTimeoutMs),
+    keepAliveTimeoutMs: t?.keep_alive_timeout_ms ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+    connectionsCheckIntervalMs: t?.connections_check_interval_ms ?? DEFAULT_CONNECTIONS_CHECK_INTERVAL_MS
+  }
 }
 
 /**
@@ -261,7 +296,9 @@ export class ConfigStore {
       maxBytesPerProject: c.system?.limits?.max_bytes_per_project ?? DEFAULT_MAX_BYTES_PER_PROJECT,
       maxAuthFailures: c.system?.security?.max_auth_failures ?? DEFAULT_MAX_AUTH_FAILURES,
       authFailureWindowSeconds: c.system?.security?.auth_failure_window_seconds ?? DEFAULT_AUTH_FAILURE_WINDOW_SECONDS,
-      corsOrigins: c.system?.security?.cors_origins ?? []
+      corsOrigins: c.system?.security?.cors_origins ?? [],
+      maxJsonDepth: c.system?.limits?.max_json_depth ?? DEFAULT_MAX_JSON_DEPTH,
+      ...timeoutSettings(c)
     }
   }
 

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { KvError } from '../lib/errors.js'
+import { exceedsJsonDepth, jsonDepthMessage } from '../lib/json-depth.js'
 import { BODY_NOT_JSON, CreateProjectSchema, UpdateProjectSchema } from '../lib/registry.js'
 import { respond } from '../plugins/envelope.js'
 import { EnvelopeSchema, NewKeySchema, ProjectIdParams, ProjectSettingsSchema, errorResponses, keySecurity } from './schemas.js'
@@ -8,7 +9,12 @@ import { EnvelopeSchema, NewKeySchema, ProjectIdParams, ProjectSettingsSchema, e
 const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   // Project bodies must be JSON objects; anything else gets the contract's one message.
   fastify.removeAllContentTypeParsers()
+  const { maxJsonDepth } = fastify.kvConfig.settings
   fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    if (exceedsJsonDepth(body as string, maxJsonDepth)) {
+      done(new KvError(400, jsonDepthMessage(maxJsonDepth)), undefined)
+      return
+    }
     try {
       done(null, JSON.parse(body as string))
     } catch {

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { KvError } from '../lib/errors.js'
+import { exceedsJsonDepth, jsonDepthMessage } from '../lib/json-depth.js'
 import type { Project } from '../lib/registry.js'
 import type { JsonValue } from '../lib/record.js'
 import { respond } from '../plugins/envelope.js'
@@ -18,13 +19,18 @@ function keyNotFound (key: string, id: string): KvError {
 }
 
 const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { maxKeyBytes, maxBodyBytes } = fastify.kvConfig.settings
+  const { maxKeyBytes, maxBodyBytes, maxJsonDepth } = fastify.kvConfig.settings
 
   // JSON bodies are parsed (any JSON value); every other body is kept verbatim as text.
   fastify.removeAllContentTypeParsers()
   fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
     if (body === '') {
       done(new KvError(400, EMPTY_BODY), undefined)
+      return
+    }
+    // Too deep a value would overflow the stack of the recursive code that sizes and saves it.
+    if (exceedsJsonDepth(body as string, maxJsonDepth)) {
+      done(new KvError(400, jsonDepthMessage(maxJsonDepth)), undefined)
       return
     }
     try {
