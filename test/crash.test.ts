@@ -98,9 +98,9 @@ function cpuSeconds (pid: number): number | null {
 }
 
 /**
- * A start costs the server about half a second of CPU, which on a loaded
- * machine stretches to many seconds of wall time (6 to 10 s measured at load
- * average 20 on 2 cores): a fixed wall-clock wait fails at random there. So a
+ * A start costs the server about 0.9 s of CPU, which on a loaded machine
+ * stretches to many seconds of wall time (3 to 10 s measured at load average
+ * 16 to 20 on 2 cores): a fixed wall-clock wait fails at random there. So a
  * server is given up on when it has burnt this much CPU without answering...
  */
 const START_CPU_BUDGET_S = 20
