@@ -94,28 +94,44 @@ t.test('without TypeScript installed: says so, starts nothing', async t => {
   t.equal(r.stdout, '')
 })
 
-t.test('in this repository, after the test command built it: npm start serves /health without compiling', async t => {
+async function health (port: number): Promise<number> {
+  return await new Promise<number>(resolve => {
+    const req = request({ host: '127.0.0.1', port, path: '/health' }, res => { res.resume(); resolve(res.statusCode ?? 0) })
+    req.on('error', () => { resolve(0) })
+    req.end()
+  })
+}
+
+/** Start `command` in this repository on a fresh config, wait for /health, SIGTERM the started process. */
+async function startAndStop (t: Test, command: string, args: string[]): Promise<{ code: number | null, stderr: string, port: number }> {
   const dir = tempDir(t)
   const port = await freePort()
   const config = join(dir, 'config.json')
   writeFileSync(config, JSON.stringify({ server_port: port, server_host: '127.0.0.1', system: { authentication: { enabled: false } }, projects: [] }))
-  const child = spawn(process.execPath, [join(ROOT, 'scripts', 'start.mjs'), '--config', config], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(command, [...args, '--config', config], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
-  const exited = new Promise(resolve => { child.on('exit', resolve) })
+  const exited = new Promise<number | null>(resolve => { child.on('exit', code => { resolve(code) }) })
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   let status = 0
   while (status !== 200 && child.exitCode === null) {
-    status = await new Promise<number>(resolve => {
-      const req = request({ host: '127.0.0.1', port, path: '/health' }, res => { res.resume(); resolve(res.statusCode ?? 0) })
-      req.on('error', () => { resolve(0) })
-      req.end()
-    })
+    status = await health(port)
     if (status !== 200) await new Promise(resolve => setTimeout(resolve, 20))
   }
-  t.equal(status, 200, 'answers /health')
-  t.notMatch(stderr, 'building first', 'ran the existing build')
+  t.equal(status, 200, `${command}: answers /health`)
   child.kill('SIGTERM')
-  t.equal(await exited, 0, 'and stops cleanly on SIGTERM')
+  return { code: await exited, stderr, port }
+}
+
+t.test('in this repository, after the test command built it: the start script serves /health without compiling', async t => {
+  const { code, stderr } = await startAndStop(t, process.execPath, [join(ROOT, 'scripts', 'start.mjs')])
+  t.notMatch(stderr, 'building first', 'ran the existing build')
+  t.equal(code, 0, 'and stops cleanly on SIGTERM')
   t.match(readFileSync(join(ROOT, 'dist', '.build-stamp'), 'utf8'), /^[0-9a-f]{64}\n$/)
+})
+
+t.test('SIGTERM to npm start reaches the server: a clean stop, no server left behind', async t => {
+  const { code, port } = await startAndStop(t, 'npm', ['start', '--silent', '--'])
+  t.equal(code, 0, 'npm exits 0 after the server stopped cleanly')
+  t.equal(await health(port), 0, 'nothing answers on the port any more')
 })
