@@ -41,18 +41,17 @@ export interface AppOptions {
 export type ServerSettings = Partial<Pick<EffectiveSettings,
 'maxKeyBytes' | 'maxBodyBytes' | 'requestTimeoutMs' | 'headersTimeoutMs' | 'keepAliveTimeoutMs' | 'connectionsCheckIntervalMs'>>
 
-/** Statuses for the errors Node's HTTP server reports before any request exists; anything else is 400. */
+/** Statuses for the errors of Node's HTTP parser and timeouts, as Node itself answers them; anything else is 400. */
 const CLIENT_ERROR_STATUS: Record<string, number> = {
   ERR_HTTP_REQUEST_TIMEOUT: 408,
-  HPE_HEADER_OVERFLOW: 431,
-  HPE_URI_TOO_LONG: 414,
-  HPE_CONTENT_LENGTH_TOO_LARGE: 413
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: 413,
+  // The request line counts towards the header size, so a long URL lands here too.
+  HPE_HEADER_OVERFLOW: 431
 }
 
 const CLIENT_ERROR_MESSAGE: Record<number, string> = {
   408: 'Request timed out: the client sent it too slowly',
-  413: 'Request body is too large',
-  414: 'Request URI is too long',
+  413: 'Request chunk extensions are too large',
   431: 'Request header fields are too large'
 }
 

@@ -1,7 +1,7 @@
-import { connect } from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
+import { connect, type Socket } from 'node:net'
+import Fastify, { type ConnectionError, type FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
-import app, { serverOptions } from '../app.js'
+import app, { clientErrorHandler, serverOptions } from '../app.js'
 import { ConfigStore } from '../lib/config.js'
 import { SYSTEM_KEY, build, proj, sys, tempDir, testConfig } from './helper.js'
 
@@ -106,6 +106,8 @@ t.test('every request the HTTP parser rejects gets the envelope, then the connec
   const projects = `POST /api/v1/projects HTTP/1.1\r\n${HEAD}Authorization: Bearer ${SYSTEM_KEY}\r\nContent-Type: application/json\r\n`
   const cases: Array<[string, Array<string | Buffer>, number]> = [
     ['a 100 KB header', [`GET /health HTTP/1.1\r\n${HEAD}X-Big: ${'a'.repeat(100 * 1024)}\r\n\r\n`], 431],
+    ['a 100 KB URL', [`GET /health?${'a'.repeat(100 * 1024)} HTTP/1.1\r\n${HEAD}\r\n`], 431],
+    ['100 KB of chunk extensions', [`${projects}Transfer-Encoding: chunked\r\n\r\n${body.length.toString(16)};x=${'a'.repeat(100 * 1024)}\r\n${body}\r\n0\r\n\r\n`], 413],
     ['a raw space in the path', ['GET /he alth HTTP/1.1\r\n' + HEAD + '\r\n'], 400],
     ['a raw tab in the path', ['GET /he\talth HTTP/1.1\r\n' + HEAD + '\r\n'], 400],
     ['a NUL in the path', ['GET /he\0alth HTTP/1.1\r\n' + HEAD + '\r\n'], 400],
@@ -134,6 +136,32 @@ t.test('every request the HTTP parser rejects gets the envelope, then the connec
   // The server is still fine after all of it.
   const health = parseResponse((await exchange(port, [`GET /health HTTP/1.1\r\n${HEAD}Connection: close\r\n\r\n`])).raw)
   t.equal(health?.status, 200, 'the server still answers')
+})
+
+t.test('a connection that cannot take an answer, or is in the middle of one, is only closed', async t => {
+  const fake = (over: Record<string, unknown>): { socket: Socket, calls: string[] } => {
+    const calls: string[] = []
+    const socket = { destroyed: false, writable: true, destroy: () => { calls.push('destroy') }, end: () => { calls.push('end') }, once: () => {}, ...over }
+    return { socket: socket as unknown as Socket, calls }
+  }
+  const error = (code: string): ConnectionError => Object.assign(new Error(code), { code }) as ConnectionError
+  const inFlight = fake({ _httpMessage: { headersSent: true } })
+  clientErrorHandler(error('HPE_INVALID_CHUNK_SIZE'), inFlight.socket)
+  t.same(inFlight.calls, ['destroy'], 'a response already started: nothing written after it')
+  const closed = fake({ writable: false })
+  clientErrorHandler(error('HPE_INVALID_METHOD'), closed.socket)
+  t.same(closed.calls, ['destroy'], 'not writable: destroyed')
+  const reset = fake({})
+  clientErrorHandler(error('ECONNRESET'), reset.socket)
+  t.same(reset.calls, ['destroy'], 'a reset: destroyed')
+  const gone = fake({ destroyed: true })
+  clientErrorHandler(error('HPE_INVALID_METHOD'), gone.socket)
+  t.same(gone.calls, [], 'already destroyed: nothing to do')
+  const fresh = fake({ _httpMessage: { headersSent: false } })
+  clientErrorHandler(error('HPE_INVALID_METHOD'), fresh.socket)
+  t.same(fresh.calls, ['end'], 'a response not started yet: answered')
+  clientErrorHandler(error('HPE_INVALID_METHOD'), fresh.socket)
+  t.same(fresh.calls, ['end'], 'answered once only')
 })
 
 t.test('a bad request after a good one on a keep-alive connection: the good answer is whole, then the error', async t => {
