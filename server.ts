@@ -100,8 +100,7 @@ export async function startServer (options: ServerOptions): Promise<StartedServe
   const settings = store.settings
   const level: LogLevel = options.logLevel ?? (settings.verbose ? 'debug' : 'info')
   const fastify = Fastify({
-    ...serverOptions(settings.maxKeyBytes),
-    bodyLimit: settings.maxBodyBytes,
+    ...serverOptions(settings),
     logger: loggerOptions(level, options.logFormat, options.color),
     logController: new RequestLog(),
     // Loading the stores is part of registering the app; a store of millions of keys can take longer than Fastify's 10 s default.

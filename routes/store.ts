@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { EnvelopeSchema } from '../schemas/envelope.js'
 import { RecordSchema, type JsonValue } from '../schemas/record.js'
 import { ForbiddenError, LimitExceededError, NotFoundError } from '../lib/errors.js'
+import { exceedsJsonDepth, jsonDepthMessage } from '../lib/json-depth.js'
 import { projectOf } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
 import { KeyParams, ProjectIdParams, errorResponses, keySecurity } from './schemas.js'
@@ -15,7 +16,7 @@ function keyNotFound (key: string, id: string): NotFoundError {
 
 /** A project's keys and values: registered under /api/v1/projects/:id/store, every route behind the project key. */
 const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { maxKeyBytes, maxBodyBytes } = fastify.kvConfig.settings
+  const { maxKeyBytes, maxBodyBytes, maxJsonDepth } = fastify.kvConfig.settings
   const { httpErrors } = fastify
   fastify.addHook('onRequest', fastify.requireProjectKey)
 
@@ -24,6 +25,11 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
     if (body === '') {
       done(httpErrors.badRequest(EMPTY_BODY), undefined)
+      return
+    }
+    // Too deep a value would overflow the stack of the recursive code that sizes and saves it.
+    if (exceedsJsonDepth(body as string, maxJsonDepth)) {
+      done(httpErrors.badRequest(jsonDepthMessage(maxJsonDepth)), undefined)
       return
     }
     try {
