@@ -11,7 +11,8 @@ export const ROOT = fileURLToPath(new URL('../', import.meta.url))
 const STAMP = join(ROOT, 'dist', '.build-stamp')
 /** The inputs of the build: the files and folders tsconfig.build.json includes, and the two tsconfig files. */
 const SOURCES = [
-  ...JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')).include.map(glob => glob.replace(/\/\*\*\/\*\.ts$/, '')),
+  // Without an include list tsc compiles every .ts file under the folder, and so does this.
+  ...(JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')).include ?? ['**/*.ts']).map(glob => glob.replace(/\/?\*\*\/\*\.ts$/, '')),
   'tsconfig.json',
   'tsconfig.build.json'
 ]
@@ -27,7 +28,9 @@ function collect (path, files) {
   }
   for (const entry of entries) {
     const child = join(path, entry.name)
-    if (entry.isDirectory()) collect(child, files)
+    if (entry.isDirectory()) {
+      if (entry.name !== 'node_modules' && entry.name !== 'dist' && !entry.name.startsWith('.')) collect(child, files)
+    }
     else if (entry.name.endsWith('.ts')) files.push(child)
   }
 }

@@ -12,4 +12,6 @@ if (!isFresh()) {
     process.exit(status)
   }
 }
-await import(pathToFileURL(join(ROOT, 'dist', 'server.js')).href)
+// The command line's entry, called directly: imported, dist/server.js would not run (it runs only as the program itself).
+const cli = await import(pathToFileURL(join(ROOT, 'dist', 'cli', 'main.js')).href)
+await cli.main(process.argv.slice(2))

@@ -27,15 +27,17 @@ function project (t: Test, opts: { compiler: boolean }): string {
   writeFileSync(join(dir, 'tsconfig.build.json'), '{}\n')
   if (opts.compiler) {
     mkdirSync(join(dir, 'node_modules', 'typescript', 'bin'), { recursive: true })
-    // Each "build" writes a server that reports the build it came from and its arguments.
+    // Each "build" writes a command line that reports the build it came from and its arguments.
     writeFileSync(join(dir, 'node_modules', 'typescript', 'bin', 'tsc'), [
       "const { mkdirSync, readFileSync, writeFileSync } = require('node:fs')",
       "const { join } = require('node:path')",
       "const dist = join(process.cwd(), 'dist')",
       'mkdirSync(dist, { recursive: true })',
       "const source = readFileSync(join(process.cwd(), 'lib', 'x.ts'), 'utf8').trim()",
+      "writeFileSync(join(dist, 'server.js'), '')",
+      "mkdirSync(join(dist, 'cli'), { recursive: true })",
       // eslint-disable-next-line no-template-curly-in-string -- this is the source of a script, with its own template string
-      "writeFileSync(join(dist, 'server.js'), `process.stdout.write(${JSON.stringify(source)} + ' ' + process.argv.slice(2).join(' ') + '\\\\n')\\n`)",
+      "writeFileSync(join(dist, 'cli', 'main.js'), `exports.main = async args => { process.stdout.write(${JSON.stringify(source)} + ' ' + args.join(' ') + '\\\\n') }\\n`)",
       "if (source.includes('type error')) process.exit(2)"
     ].join('\n'))
   }
