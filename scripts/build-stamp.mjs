@@ -30,8 +30,7 @@ function collect (path, files) {
     const child = join(path, entry.name)
     if (entry.isDirectory()) {
       if (entry.name !== 'node_modules' && entry.name !== 'dist' && !entry.name.startsWith('.')) collect(child, files)
-    }
-    else if (entry.name.endsWith('.ts')) files.push(child)
+    } else if (entry.name.endsWith('.ts')) files.push(child)
   }
 }
 
