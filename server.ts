@@ -100,8 +100,7 @@ export async function startServer (options: ServerOptions): Promise<StartedServe
   const settings = store.settings
   const level: LogLevel = options.logLevel ?? (settings.verbose ? 'debug' : 'info')
   const fastify = Fastify({
-    ...serverOptions(settings.maxKeyBytes),
-    bodyLimit: settings.maxBodyBytes,
+    ...serverOptions(settings),
     logger: loggerOptions(level, options.logFormat, options.color),
     logController: new RequestLog(),
     // Loading the stores is part of registering the app; a store of millions of keys can take longer than Fastify's 10 s default.
@@ -116,6 +115,8 @@ export async function startServer (options: ServerOptions): Promise<StartedServe
       process.exit(128 + (osConstants.signals[signal] ?? 0))
     }
     closing = true
+    // Stop accepting connections before saying so (fastify.close() below finds the listener closed, which it allows).
+    fastify.server.close()
     fastify.log.info({ signal }, 'shutting down: no new connections, finishing requests in flight')
     const force = setTimeout(() => {
       fastify.log.warn(`requests still in flight after ${options.shutdownTimeoutMs / 1000}s: closing their connections`)

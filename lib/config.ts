@@ -25,6 +25,11 @@ export const DEFAULT_MAX_AUTH_FAILURES = 30
 export const DEFAULT_AUTH_FAILURE_WINDOW_SECONDS = 60
 export const DEFAULT_DURABILITY: Durability = 'always'
 export const DEFAULT_JOURNAL_MAX_BYTES = 16 * 1024 * 1024
+export const DEFAULT_MAX_JSON_DEPTH = 64
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 72_000
+export const DEFAULT_CONNECTIONS_CHECK_INTERVAL_MS = 1_000
 
 export function defaultAuthentication (): AuthenticationConfig {
   return { enabled: true, save_api_key_to_config: false, api_key: null, api_key_hash: null }
@@ -91,6 +96,10 @@ function semanticError (config: KvConfig): string | null {
     if (seen.has(project.id)) return `Invalid field 'projects[${i}].id': duplicate project id '${project.id}'`
     seen.add(project.id)
   }
+  const timeouts = config.system?.timeouts
+  if (timeouts?.headers_timeout_ms !== undefined && timeouts.headers_timeout_ms > (timeouts.request_timeout_ms ?? DEFAULT_REQUEST_TIMEOUT_MS)) {
+    return `Invalid field 'system.timeouts.headers_timeout_ms': must not exceed request_timeout_ms (${timeouts.request_timeout_ms ?? DEFAULT_REQUEST_TIMEOUT_MS})`
+  }
   return null
 }
 
@@ -133,6 +142,23 @@ export interface EffectiveSettings {
   maxAuthFailures: number
   authFailureWindowSeconds: number
   corsOrigins: string[]
+  maxJsonDepth: number
+  requestTimeoutMs: number
+  headersTimeoutMs: number
+  keepAliveTimeoutMs: number
+  connectionsCheckIntervalMs: number
+}
+
+/** The timeouts in effect; a request timeout set below the default headers timeout lowers that too. */
+function timeoutSettings (c: KvConfig): Pick<EffectiveSettings, 'requestTimeoutMs' | 'headersTimeoutMs' | 'keepAliveTimeoutMs' | 'connectionsCheckIntervalMs'> {
+  const t = c.system?.timeouts
+  const requestTimeoutMs = t?.request_timeout_ms ?? DEFAULT_REQUEST_TIMEOUT_MS
+  return {
+    requestTimeoutMs,
+    headersTimeoutMs: t?.headers_timeout_ms ?? Math.min(DEFAULT_HEADERS_TIMEOUT_MS, requestTimeoutMs),
+    keepAliveTimeoutMs: t?.keep_alive_timeout_ms ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+    connectionsCheckIntervalMs: t?.connections_check_interval_ms ?? DEFAULT_CONNECTIONS_CHECK_INTERVAL_MS
+  }
 }
 
 /**
@@ -218,7 +244,9 @@ export class ConfigStore {
       maxTxnChecks: c.system?.limits?.max_txn_checks ?? DEFAULT_MAX_TXN_CHECKS,
       maxAuthFailures: c.system?.security?.max_auth_failures ?? DEFAULT_MAX_AUTH_FAILURES,
       authFailureWindowSeconds: c.system?.security?.auth_failure_window_seconds ?? DEFAULT_AUTH_FAILURE_WINDOW_SECONDS,
-      corsOrigins: c.system?.security?.cors_origins ?? []
+      corsOrigins: c.system?.security?.cors_origins ?? [],
+      maxJsonDepth: c.system?.limits?.max_json_depth ?? DEFAULT_MAX_JSON_DEPTH,
+      ...timeoutSettings(c)
     }
   }
 

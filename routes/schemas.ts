@@ -1,6 +1,7 @@
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import { Type, type TSchema } from '@sinclair/typebox'
 import type { FastifyInstance, FastifySchemaCompiler } from 'fastify'
+import { exceedsJsonDepth, jsonDepthMessage } from '../lib/json-depth.js'
 import { BODY_NOT_JSON } from '../lib/registry.js'
 import { EnvelopeSchema } from '../schemas/envelope.js'
 
@@ -14,8 +15,14 @@ export const registryChecksBody: FastifySchemaCompiler<TSchema> = (route) =>
 
 /** Project bodies must be JSON objects; anything else gets the contract's one message. */
 export function projectBodyParsers (fastify: FastifyInstance): void {
+  const { maxJsonDepth } = fastify.kvConfig.settings
   fastify.removeAllContentTypeParsers()
   fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    // Too deep a body would overflow the stack of the recursive code that validates and saves it.
+    if (exceedsJsonDepth(body as string, maxJsonDepth)) {
+      done(fastify.httpErrors.badRequest(jsonDepthMessage(maxJsonDepth)), undefined)
+      return
+    }
     try {
       done(null, JSON.parse(body as string))
     } catch {

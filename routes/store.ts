@@ -7,6 +7,7 @@ import { preconditionsHold } from '../lib/engines/preconditions.js'
 import type { ExpiryChange } from '../lib/engines/types.js'
 import { ForbiddenError, LimitExceededError, NotFoundError, PreconditionFailedError, PreconditionRequiredError } from '../lib/errors.js'
 import { etagOf } from '../lib/record.js'
+import { exceedsJsonDepth, jsonDepthMessage } from '../lib/json-depth.js'
 import { projectOf } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
 import { BadRequestError, expiryOf, hasPreconditions, notModified, preconditionsOf, sendETag } from './conditional.js'
@@ -45,7 +46,7 @@ async function checkWriteConditions (request: FastifyRequest, expiry: boolean): 
 
 /** A project's keys and values: registered under /api/v1/projects/:id/store, every route behind the project key. */
 const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { maxKeyBytes, maxBodyBytes } = fastify.kvConfig.settings
+  const { maxKeyBytes, maxBodyBytes, maxJsonDepth } = fastify.kvConfig.settings
   const { httpErrors } = fastify
   fastify.addHook('onRequest', fastify.requireProjectKey)
 
@@ -54,6 +55,11 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
     if (body === '') {
       done(httpErrors.badRequest(EMPTY_BODY), undefined)
+      return
+    }
+    // Too deep a value would overflow the stack of the recursive code that sizes and saves it.
+    if (exceedsJsonDepth(body as string, maxJsonDepth)) {
+      done(httpErrors.badRequest(jsonDepthMessage(maxJsonDepth)), undefined)
       return
     }
     try {

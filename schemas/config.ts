@@ -35,8 +35,16 @@ export const LimitsSchema = Type.Object({
   max_keys_per_project: Type.Optional(Type.Integer({ minimum: 1, description: 'Most keys one project may hold (default 1000000).' })),
   max_bytes_per_project: Type.Optional(Type.Integer({ minimum: 1, description: 'Most value bytes one project may hold, summed over its records (default 1073741824).' })),
   max_txn_ops: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, description: 'Most ops in one transaction (default 1000).' })),
-  max_txn_checks: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, description: 'Most checks in one transaction (default 100).' }))
+  max_txn_checks: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, description: 'Most checks in one transaction (default 100).' })),
+  max_json_depth: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'Deepest nesting of arrays and objects a JSON request body may have (default 64); deeper bodies get 400 before anything is stored.' }))
 }, { additionalProperties: false })
+
+export const TimeoutsSchema = Type.Object({
+  request_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'Time a client has to send a whole request, headers and body, in milliseconds (default 60000); then it gets 408 and its connection is closed.' })),
+  headers_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'Time a client has to send the headers of a request, in milliseconds (default 10000, at most request_timeout_ms); then it gets 408 and its connection is closed.' })),
+  keep_alive_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'How long an idle keep-alive connection stays open, in milliseconds (default 72000: longer than the 60 s idle timeout of common proxies, so the server is not the one to drop a connection a proxy is reusing).' })),
+  connections_check_interval_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'How often open connections are checked against the request and headers timeouts, in milliseconds (default 1000); a timeout fires up to this much late.' }))
+}, { additionalProperties: false, description: 'HTTP server timeouts, so slow or idle clients cannot hold connections forever.' })
 
 export const SystemConfigSchema = Type.Object({
   storage: Type.Optional(Type.Object({
@@ -59,7 +67,8 @@ export const SystemConfigSchema = Type.Object({
   debugging: Type.Optional(Type.Object({
     verbose_mode: Type.Optional(Type.Boolean({ description: 'Log every request (default false).' }))
   }, { additionalProperties: false })),
-  limits: Type.Optional(LimitsSchema)
+  limits: Type.Optional(LimitsSchema),
+  timeouts: Type.Optional(TimeoutsSchema)
 }, { additionalProperties: false })
 
 export const ConfigSchema = Type.Object({

@@ -220,6 +220,9 @@ async function lane (t: Test, script: string, index: number): Promise<LaneResult
   return result
 }
 
+// 24 restarts, each seconds long on a loaded machine: more than the default per-file timeout allows.
+t.setTimeout(600_000)
+
 t.test('SIGKILL under concurrent PUT/DELETE load never loses an acknowledged write nor invents one', async t => {
   const script = compiledServer()
   const results = await Promise.all(Array.from({ length: LANES }, async (_, i) => await lane(t, script, i)))

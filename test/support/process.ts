@@ -56,6 +56,28 @@ function msSince (t0: bigint): number {
  * A node process (the compiled server, or any script), killed when `t` tears
  * down whatever happened: the one harness of the tests and the bench.
  */
+/** CPU seconds (user + system) process `pid` has used, from Linux's /proc; null where that cannot be read. */
+export function cpuSeconds (pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // utime and stime (fields 14 and 15 of the line), in clock ticks of 1/100 s.
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return null
+  }
+}
+
+/**
+ * A start costs the server about a second of CPU, which on a loaded machine
+ * stretches to many seconds of wall time (3 to 10 s seen at load average 16
+ * to 20 on 2 cores): a fixed wall-clock wait fails at random there. So a
+ * server is given up on when it has burnt this much CPU without answering...
+ */
+const START_CPU_BUDGET_S = 20
+/** ...or, stuck without using CPU at all (or without /proc), after this long. */
+const START_WALL_BOUND_MS = 240_000
+
 export class ServerProcess {
   readonly name: string
   readonly child: ChildProcess
@@ -180,7 +202,7 @@ export class ServerProcess {
    */
   async waitForHealth (port: number, opts: HealthOptions = {}): Promise<number> {
     const path = opts.path ?? '/health'
-    const timeoutMs = opts.timeoutMs ?? 60_000
+    const timeoutMs = opts.timeoutMs ?? START_WALL_BOUND_MS
     const deadline = Date.now() + timeoutMs
     let last = 'no answer yet'
     let died: Exit | null = null
@@ -199,6 +221,10 @@ export class ServerProcess {
         last = `HTTP ${res.status}: ${res.body.slice(0, 200)}`
       } catch (err) {
         last = err instanceof Error ? err.message : String(err)
+      }
+      const cpu = cpuSeconds(this.pid)
+      if (cpu !== null && cpu > START_CPU_BUDGET_S) {
+        throw new Error(`${this.name} used ${cpu} s of CPU without answering GET ${path} (last: ${last})\n--- its last lines ---\n${this.tail()}`)
       }
       await sleep(opts.intervalMs ?? 25)
     }

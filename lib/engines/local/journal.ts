@@ -134,7 +134,8 @@ export class Journal implements Persistence {
     await this.#io.runExclusive(async () => {
       this.#shut()
       await this.#appender.close(false)
-      if (!this.#stale && this.#appender.size === 0 && this.#compaction.folded) return
+      // An empty journal left by a crash between opening it and the first write still has to go.
+      if (!this.#stale && this.#appender.size === 0 && !this.#appender.exists && this.#compaction.folded) return
       await this.#rewriteFiles()
     })
   }
