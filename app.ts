@@ -11,9 +11,11 @@ import envelopePlugin from './plugins/envelope.js'
 import securityPlugin from './plugins/security.js'
 import storagePlugin from './plugins/storage.js'
 import projectSettingsRoutes from './routes/project.js'
+import keyRoutes from './routes/keys.js'
 import projectRoutes from './routes/projects.js'
 import statusRoutes from './routes/status.js'
 import storeRoutes from './routes/store.js'
+import txnRoutes from './routes/txn.js'
 
 export interface AppOptions {
   /** Path of config.json; default SIMPLE_KV_CONFIG, else ./config.json. */
@@ -65,6 +67,8 @@ const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
   await fastify.register(projectRoutes, { prefix: '/api/v1/projects' })
   await fastify.register(projectSettingsRoutes, { prefix: '/api/v1/projects/:id' })
   await fastify.register(storeRoutes, { prefix: '/api/v1/projects/:id/store' })
+  await fastify.register(keyRoutes, { prefix: '/api/v1/projects/:id/keys' })
+  await fastify.register(txnRoutes, { prefix: '/api/v1/projects/:id/txn' })
 }
 
 export default app

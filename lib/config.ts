@@ -19,6 +19,8 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 export const DEFAULT_MAX_KEY_BYTES = 512
 export const DEFAULT_MAX_KEYS_PER_PROJECT = 1_000_000
 export const DEFAULT_MAX_BYTES_PER_PROJECT = 1024 * 1024 * 1024
+export const DEFAULT_MAX_TXN_OPS = 1000
+export const DEFAULT_MAX_TXN_CHECKS = 100
 export const DEFAULT_MAX_AUTH_FAILURES = 30
 export const DEFAULT_AUTH_FAILURE_WINDOW_SECONDS = 60
 export const DEFAULT_DURABILITY: Durability = 'always'
@@ -63,7 +65,7 @@ export function effectiveProject (project: ProjectConfig): EffectiveProject {
     id: project.id,
     storage: { ...d.storage, ...project.storage },
     authentication: effectiveAuthentication(project.authentication),
-    security: { ...d.security, ...project.security }
+    security: { ...d.security, require_conditional_writes: false, ...project.security }
   }
 }
 
@@ -126,6 +128,8 @@ export interface EffectiveSettings {
   maxValueBytes: number
   maxKeysPerProject: number
   maxBytesPerProject: number
+  maxTxnOps: number
+  maxTxnChecks: number
   maxAuthFailures: number
   authFailureWindowSeconds: number
   corsOrigins: string[]
@@ -210,6 +214,8 @@ export class ConfigStore {
       maxValueBytes: c.system?.limits?.max_value_bytes ?? c.system?.limits?.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES,
       maxKeysPerProject: c.system?.limits?.max_keys_per_project ?? DEFAULT_MAX_KEYS_PER_PROJECT,
       maxBytesPerProject: c.system?.limits?.max_bytes_per_project ?? DEFAULT_MAX_BYTES_PER_PROJECT,
+      maxTxnOps: c.system?.limits?.max_txn_ops ?? DEFAULT_MAX_TXN_OPS,
+      maxTxnChecks: c.system?.limits?.max_txn_checks ?? DEFAULT_MAX_TXN_CHECKS,
       maxAuthFailures: c.system?.security?.max_auth_failures ?? DEFAULT_MAX_AUTH_FAILURES,
       authFailureWindowSeconds: c.system?.security?.auth_failure_window_seconds ?? DEFAULT_AUTH_FAILURE_WINDOW_SECONDS,
       corsOrigins: c.system?.security?.cors_origins ?? []

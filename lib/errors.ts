@@ -9,6 +9,8 @@ export type FailureKind =
   | 'not_found'
   | 'conflict'
   | 'limit_exceeded'
+  | 'precondition_failed'
+  | 'precondition_required'
   | 'busy'
   | 'storage_unavailable'
 
@@ -16,12 +18,15 @@ export class KvError extends Error {
   readonly kind: FailureKind
   /** For temporary failures: when a retry may succeed, in seconds. */
   readonly retryAfterSeconds: number | undefined
+  /** What the client needs to act on the failure (the current ETag, the failed checks), or null. */
+  readonly details: unknown
 
-  constructor (kind: FailureKind, message: string, options: { cause?: unknown, retryAfterSeconds?: number } = {}) {
+  constructor (kind: FailureKind, message: string, options: { cause?: unknown, retryAfterSeconds?: number, details?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = new.target.name
     this.kind = kind
     this.retryAfterSeconds = options.retryAfterSeconds
+    this.details = options.details ?? null
   }
 }
 
@@ -50,6 +55,27 @@ export class NotFoundError extends KvError {
 export class ConflictError extends KvError {
   constructor (message: string) {
     super('conflict', message)
+  }
+}
+
+/** A precondition on a key does not hold; `details` carries the key's current ETag. */
+export class PreconditionFailedError extends KvError {
+  constructor (key: string, etag: string | null) {
+    super('precondition_failed', `Precondition failed for key '${key}'`, { details: { etag } })
+  }
+}
+
+/** The project demands a precondition on every write and the request has none. */
+export class PreconditionRequiredError extends KvError {
+  constructor (message: string) {
+    super('precondition_required', message)
+  }
+}
+
+/** Some checks of a transaction failed; nothing was applied. */
+export class TxnConflictError extends KvError {
+  constructor (failed: Array<{ index: number, key: string, etag: string | null }>) {
+    super('conflict', 'Transaction checks failed', { details: { failed } })
   }
 }
 

@@ -3,7 +3,7 @@ import type { AuthenticationConfig, ProjectConfig } from '../schemas/config.js'
 import { CreateProjectSchema, UpdateProjectSchema, type ProjectSettings, type UpdateProject } from '../schemas/project.js'
 import { PROJECT_ID_RULE } from '../schemas/config.js'
 import {
-  effectiveAuthentication, effectiveProject, isValidProjectId, mergeAuthentication,
+  defaultProject, effectiveAuthentication, effectiveProject, isValidProjectId, mergeAuthentication,
   type ConfigStore, type EffectiveProject
 } from './config.js'
 import { ConflictError, InvalidInputError, projectNotFound } from './errors.js'
@@ -62,6 +62,8 @@ export function publicSettings (project: ProjectConfig, withId: boolean): Projec
     authentication: { enabled: authentication.enabled, save_api_key_to_config: authentication.save_api_key_to_config },
     security: { keys_and_values_discoverable: security.keys_and_values_discoverable }
   }
+  // Shown once set, so a 1.0 client sees exactly the settings it knows.
+  if (project.security?.require_conditional_writes !== undefined) out.security.require_conditional_writes = security.require_conditional_writes
   if (storage.cache_in_memory !== undefined) out.storage.cache_in_memory = storage.cache_in_memory
   return withId ? { id: project.id, ...out } : out
 }
@@ -168,7 +170,14 @@ export class Registry {
       }
       const problem = firstError(CreateProjectSchema, input)
       if (problem !== null) throw new InvalidInputError(problem)
-      const project: ProjectConfig = effectiveProject(input as ProjectConfig)
+      const given = input as ProjectConfig
+      const defaults = defaultProject(id)
+      const project: ProjectConfig = {
+        id,
+        storage: { ...defaults.storage, ...given.storage },
+        authentication: { ...defaults.authentication, ...given.authentication },
+        security: { ...defaults.security, ...given.security }
+      }
       project.authentication = { ...project.authentication, api_key: null, api_key_hash: null }
       let key: string | null = null
       if (project.authentication.enabled === true) {

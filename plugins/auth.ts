@@ -83,14 +83,22 @@ export default fp(async (fastify) => {
   fastify.decorateRequest('kvSystem', false)
   fastify.decorateRequest('kvProject', null)
 
-  fastify.decorate('requireSystemKey', function (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
+  /** Keyed answers differ per key: no cache may keep one or hand it to another client. */
+  function keyed (reply: FastifyReply): void {
+    reply.header('cache-control', 'no-store')
+    reply.header('vary', 'Authorization, X-API-Key, Api-Key, Origin')
+  }
+
+  fastify.decorate('requireSystemKey', function (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    keyed(reply)
     verify(fastify.kv.systemAuth, request, err => {
       if (err === undefined) request.kvSystem = true
       done(err)
     })
   })
 
-  fastify.decorate('requireProjectKey', function (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
+  fastify.decorate('requireProjectKey', function (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    keyed(reply)
     const { id } = request.params as { id: string }
     const project = fastify.kv.project(id)
     if (project === undefined) {

@@ -13,6 +13,8 @@ export const STATUS_OF_FAILURE: Record<FailureKind, number> = {
   not_found: 404,
   conflict: 409,
   limit_exceeded: 413,
+  precondition_failed: 412,
+  precondition_required: 428,
   busy: 503,
   storage_unavailable: 507
 }
@@ -81,6 +83,6 @@ export default fp(async (fastify) => {
     const headers = (error as { headers?: Record<string, string> }).headers
     if (headers !== undefined && !(error instanceof KvError)) reply.headers(headers)
     reply.code(status)
-    return envelope(status, message, null, system)
+    return envelope(status, message, error instanceof KvError ? error.details : null, system)
   })
 }, { name: 'kv-envelope', fastify: '5.x', dependencies: ['kv-storage', 'kv-auth'] })

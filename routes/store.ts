@@ -1,16 +1,46 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
+import type { FastifyRequest } from 'fastify'
 import { EnvelopeSchema } from '../schemas/envelope.js'
 import { RecordSchema, type JsonValue } from '../schemas/record.js'
-import { ForbiddenError, LimitExceededError, NotFoundError } from '../lib/errors.js'
+import { preconditionsHold } from '../lib/engines/preconditions.js'
+import type { ExpiryChange } from '../lib/engines/types.js'
+import { ForbiddenError, LimitExceededError, NotFoundError, PreconditionFailedError, PreconditionRequiredError } from '../lib/errors.js'
+import { etagOf } from '../lib/record.js'
 import { projectOf } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
-import { KeyParams, ProjectIdParams, errorResponses, keySecurity } from './schemas.js'
+import { BadRequestError, expiryOf, hasPreconditions, notModified, preconditionsOf, sendETag } from './conditional.js'
+import {
+  ConditionalReadHeaders, ConditionalWriteHeaders, ETagHeader, KeyParams, PreconditionFailedSchema, ProjectIdParams, SetQuery, TtlBody,
+  errorResponses, keySecurity
+} from './schemas.js'
 
 export const EMPTY_BODY = 'Request body must be valid JSON or non-empty plain text'
 
 function keyNotFound (key: string, id: string): NotFoundError {
   return new NotFoundError(`Key '${key}' not found in project '${id}' store`)
+}
+
+/**
+ * The checks of a conditional write that come before its body is read, in the
+ * contract's order: malformed headers or parameters (400), a precondition the
+ * project requires (428), a precondition that already fails (412). The write
+ * itself checks the preconditions again, atomically.
+ */
+async function checkWriteConditions (request: FastifyRequest, expiry: boolean): Promise<void> {
+  const { key } = request.params as { key: string }
+  const pre = preconditionsOf(request)
+  if (expiry) expiryOf(request.query as Record<string, unknown>)
+  const { settings, store } = projectOf(request)
+  if (!hasPreconditions(pre)) {
+    if (settings.security.require_conditional_writes) {
+      throw new PreconditionRequiredError(`Project '${settings.id}' requires If-Match or If-None-Match on every write of a key`)
+    }
+    return
+  }
+  const current = await store.get(key)
+  const etag = current === undefined ? null : etagOf(current)
+  if (!preconditionsHold(pre, etag)) throw new PreconditionFailedError(key, etag)
 }
 
 /** A project's keys and values: registered under /api/v1/projects/:id/store, every route behind the project key. */
@@ -57,17 +87,21 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.put('/:key', {
     bodyLimit: maxBodyBytes,
+    preParsing: async (request) => { await checkWriteConditions(request, true) },
     schema: {
       tags: ['store'],
       summary: 'Set a key',
-      description: 'With Content-Type application/json the body is parsed and any JSON value is stored; with any other content type the body is stored as a string, verbatim.',
+      description: 'With Content-Type application/json the body is parsed and any JSON value is stored; with any other content type the body is stored as a string, verbatim. `ttl`, `expires_at` or `keep_ttl` set the expiry; without them a write clears it. If-Match / If-None-Match make the write conditional (412 when they fail, in the same atomic step as the write).',
       security: keySecurity,
       consumes: ['application/json', 'text/plain'],
       params: KeyParams,
+      querystring: SetQuery,
+      headers: ConditionalWriteHeaders,
       body: Type.Unknown({ description: 'The value: any JSON (application/json) or text.' }),
       response: {
-        200: EnvelopeSchema(Type.Null(), { system: false, description: 'Stored.' }),
-        ...errorResponses([400, 401, 404, 413, 500, 507])
+        200: { ...EnvelopeSchema(Type.Null(), { system: false, description: 'Stored.' }), headers: ETagHeader },
+        412: PreconditionFailedSchema,
+        ...errorResponses([400, 401, 404, 413, 428, 500, 507])
       }
     }
   }, async (request, reply) => {
@@ -77,26 +111,66 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     if (request.body === undefined || (request.headers['content-type'] === undefined && typeof request.body !== 'string')) {
       throw httpErrors.badRequest(EMPTY_BODY)
     }
-    await projectOf(request).store.set(key, request.body as JsonValue)
+    const record = await projectOf(request).store.set(key, request.body as JsonValue, { ...preconditionsOf(request), expiry: expiryOf(request.query) })
+    sendETag(reply, record)
     return respond(request, reply, 200, `Key '${key}' set successfully in project '${id}' store`)
+  })
+
+  fastify.put('/:key/ttl', {
+    preParsing: async (request) => { await checkWriteConditions(request, false) },
+    schema: {
+      tags: ['store'],
+      summary: 'Change the expiry of a key',
+      description: 'Sets (`ttl` seconds from now, or `expires_at` epoch seconds) or removes (`persist: true`) the expiry of an existing key, leaving its value as it is. A revision: the key gets a new version and ETag.',
+      security: keySecurity,
+      params: KeyParams,
+      headers: ConditionalWriteHeaders,
+      body: TtlBody,
+      response: {
+        200: { ...EnvelopeSchema(RecordSchema, { system: false, description: 'The record with its new expiry.' }), headers: ETagHeader },
+        412: PreconditionFailedSchema,
+        ...errorResponses([400, 401, 404, 413, 428, 500, 507])
+      }
+    }
+  }, async (request, reply) => {
+    const { id, key } = request.params
+    const body = request.body as Record<string, unknown>
+    let expiry: ExpiryChange
+    if (body.persist === true) {
+      if (Object.keys(body).length > 1) throw new BadRequestError('Give one of ttl, expires_at or persist')
+      expiry = { kind: 'clear' }
+    } else {
+      if (body.persist !== undefined) throw new BadRequestError("Invalid 'persist': only true is meaningful")
+      const change = expiryOf({ ttl: body.ttl, expires_at: body.expires_at })
+      if (change === undefined) throw new BadRequestError('Give one of ttl, expires_at or persist')
+      expiry = change
+    }
+    const record = await projectOf(request).store.setExpiry(key, expiry, preconditionsOf(request))
+    sendETag(reply, record)
+    return respond(request, reply, 200, `Expiry of key '${key}' updated in project '${id}' store`, record)
   })
 
   fastify.get('/:key', {
     schema: {
       tags: ['store'],
       summary: 'Get a record',
-      description: 'The value with its metadata.',
+      description: 'The value with its metadata. With If-None-Match naming the current ETag: 304 and no body.',
       security: keySecurity,
       params: KeyParams,
+      headers: ConditionalReadHeaders,
       response: {
-        200: EnvelopeSchema(RecordSchema, { system: false, description: 'The record.' }),
-        ...errorResponses([401, 404, 500])
+        200: { ...EnvelopeSchema(RecordSchema, { system: false, description: 'The record.' }), headers: ETagHeader },
+        304: { description: 'The copy named by If-None-Match is current.', headers: ETagHeader, type: 'null' },
+        ...errorResponses([400, 401, 404, 500])
       }
     }
   }, async (request, reply) => {
     const { id, key } = request.params
+    const { ifNoneMatch } = preconditionsOf(request)
     const record = await projectOf(request).store.get(key)
     if (record === undefined) throw keyNotFound(key, id)
+    sendETag(reply, record)
+    if (notModified(ifNoneMatch, record)) return await reply.code(304).send()
     return respond(request, reply, 200, `Key '${key}' fetched successfully from project '${id}' store`, record)
   })
 
@@ -104,44 +178,54 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags: ['store'],
       summary: 'Get the raw value',
-      description: 'The stored value alone, not in the envelope: strings as text/plain, everything else as application/json.',
+      description: 'The stored value alone, not in the envelope: strings as text/plain, everything else as application/json. With If-None-Match naming the current ETag: 304 and no body.',
       security: keySecurity,
       produces: ['text/plain', 'application/json'],
       params: KeyParams,
+      headers: ConditionalReadHeaders,
       response: {
+        304: { description: 'The copy named by If-None-Match is current.', headers: ETagHeader, type: 'null' },
         200: {
           description: 'The raw value.',
+          headers: ETagHeader,
           content: {
             'text/plain': { schema: Type.String({ description: 'A string value, as stored.' }) },
             'application/json': { schema: Type.Unknown({ description: 'Any other value, as JSON.' }) }
           }
         },
-        ...errorResponses([401, 404, 500])
+        ...errorResponses([400, 401, 404, 500])
       }
     }
   }, async (request, reply) => {
     const { id, key } = request.params
+    const { ifNoneMatch } = preconditionsOf(request)
     const record = await projectOf(request).store.get(key)
     if (record === undefined) throw keyNotFound(key, id)
+    sendETag(reply, record)
+    if (notModified(ifNoneMatch, record)) return await reply.code(304).send()
     reply.header('x-content-type-options', 'nosniff')
     if (typeof record.value === 'string') return await reply.type('text/plain; charset=utf-8').send(record.value)
     return await reply.type('application/json; charset=utf-8').send(JSON.stringify(record.value))
   })
 
   fastify.delete('/:key', {
+    preParsing: async (request) => { await checkWriteConditions(request, false) },
     schema: {
       tags: ['store'],
       summary: 'Delete a key',
+      description: 'If-Match / If-None-Match make the delete conditional (412 when they fail).',
       security: keySecurity,
       params: KeyParams,
+      headers: ConditionalWriteHeaders,
       response: {
         200: EnvelopeSchema(Type.Null(), { system: false, description: 'Deleted.' }),
-        ...errorResponses([401, 404, 500, 507])
+        412: PreconditionFailedSchema,
+        ...errorResponses([400, 401, 404, 428, 500, 507])
       }
     }
   }, async (request, reply) => {
     const { id, key } = request.params
-    if (!await projectOf(request).store.delete(key)) throw keyNotFound(key, id)
+    if (!await projectOf(request).store.delete(key, preconditionsOf(request))) throw keyNotFound(key, id)
     return respond(request, reply, 200, `Key '${key}' deleted successfully from project '${id}' store`)
   })
 

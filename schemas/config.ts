@@ -17,7 +17,8 @@ export const ProjectStorageSchema = Type.Object({
 }, { additionalProperties: false })
 
 export const ProjectSecuritySchema = Type.Object({
-  keys_and_values_discoverable: Type.Optional(Type.Boolean({ description: 'Allow listing the whole store (default true).' }))
+  keys_and_values_discoverable: Type.Optional(Type.Boolean({ description: 'Allow listing the whole store (default true).' })),
+  require_conditional_writes: Type.Optional(Type.Boolean({ description: 'Refuse (428) a write of a store key without If-Match or If-None-Match, and a transaction write without a check on its key (default false).' }))
 }, { additionalProperties: false })
 
 export const ProjectConfigSchema = Type.Object({
@@ -32,7 +33,9 @@ export const LimitsSchema = Type.Object({
   max_key_bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536, description: 'Longest store key, in UTF-8 bytes (default 512).' })),
   max_value_bytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest value of one record, in bytes as size_bytes counts them (default: max_body_bytes).' })),
   max_keys_per_project: Type.Optional(Type.Integer({ minimum: 1, description: 'Most keys one project may hold (default 1000000).' })),
-  max_bytes_per_project: Type.Optional(Type.Integer({ minimum: 1, description: 'Most value bytes one project may hold, summed over its records (default 1073741824).' }))
+  max_bytes_per_project: Type.Optional(Type.Integer({ minimum: 1, description: 'Most value bytes one project may hold, summed over its records (default 1073741824).' })),
+  max_txn_ops: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, description: 'Most ops in one transaction (default 1000).' })),
+  max_txn_checks: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, description: 'Most checks in one transaction (default 100).' }))
 }, { additionalProperties: false })
 
 export const SystemConfigSchema = Type.Object({

@@ -13,7 +13,8 @@ export const ProjectSettingsSchema = Type.Object({
     save_api_key_to_config: Type.Boolean()
   }),
   security: Type.Object({
-    keys_and_values_discoverable: Type.Boolean()
+    keys_and_values_discoverable: Type.Boolean(),
+    require_conditional_writes: Type.Optional(Type.Boolean())
   })
 }, { description: 'A project\'s settings, without secrets.' })
 

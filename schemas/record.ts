@@ -18,11 +18,20 @@ export const RecordSchema = Type.Object({
   updated_at: Type.Integer({ description: 'When the key was last set, epoch seconds.' }),
   size_bytes: Type.Integer({ description: 'UTF-8 bytes of the string, or of the compact JSON of any other value.' }),
   type: JsonTypeSchema,
-  version: Type.Optional(Type.Integer({ minimum: 1, description: 'Project revision of the write that produced this value.' })),
-  expires_at: Type.Optional(Type.Union([Type.Integer(), Type.Null()], { description: 'When the key expires, epoch milliseconds; null or absent: never.' }))
+  version: Type.Optional(Type.Integer({ minimum: 0, description: 'The project revision of the write that last set this key (0: loaded from a store file that had no versions).' })),
+  expires_at: Type.Optional(Type.Union([Type.Number(), Type.Null()], { description: 'When the key expires, epoch seconds (possibly fractional); null: never.' }))
 }, { description: 'A stored value with its metadata.' })
 
-export type KvRecord = Static<typeof RecordSchema>
+/**
+ * A record as engines and store files keep it: the record plus `tag`, the
+ * opaque part of its ETag (which is the tag in double quotes). Responses use
+ * RecordSchema, which leaves the tag out.
+ */
+export const StoredRecordSchema = Type.Composite([RecordSchema, Type.Object({
+  tag: Type.Optional(Type.String({ description: 'The entity tag without its quotes.' }))
+})])
+
+export type KvRecord = Static<typeof StoredRecordSchema>
 
 /** The record's fields in the order files and responses write them. */
 export const RECORD_FIELDS = Object.keys(RecordSchema.properties) as Array<keyof KvRecord>

@@ -165,7 +165,7 @@ async function lane (t: Test, script: string, index: number): Promise<LaneResult
     for (const w of files.warnings) t.match(w, /dropped a torn last line/)
   }
 
-  t.same(readdirSync(storage).sort(), ['p1_store.json'], `lane ${index}: after a clean stop one file holds the store`)
+  t.same(readdirSync(storage).sort(), ['p1_store.json', 'p1_store.meta'], `lane ${index}: after a clean stop the store file and its meta file hold the store`)
   const final = JSON.parse(readFileSync(join(storage, 'p1_store.json'), 'utf8')) as Record<string, { value: Value }>
   for (const [key, s] of state) {
     const seen: Outcome = Object.hasOwn(final, key) ? final[key].value : undefined

@@ -22,7 +22,7 @@ t.test('every API operation is documented with tags, summary, security and respo
       }
     }
   }
-  t.equal(operations.length, 14, 'R1-R13 and /health')
+  t.equal(operations.length, 17, 'R1-R13, /health, and 1.1: the TTL route, listing, transactions')
   t.same(Object.keys(doc.components.securitySchemes).sort(), ['apiKeyHeader', 'apiKeyLegacyHeader', 'bearerAuth'])
   t.notOk(doc.paths['/openapi.json'], 'the document route itself is hidden')
 })

@@ -26,7 +26,7 @@ t.test('R9/R10 JSON bodies store any JSON value with its type and size', async t
     t.same(body.data.value, value)
     t.equal(body.data.type, type)
     t.equal(body.data.size_bytes, size, `size of ${payload}`)
-    t.same(Object.keys(body.data), ['value', 'created_at', 'updated_at', 'size_bytes', 'type'])
+    t.same(Object.keys(body.data), ['value', 'created_at', 'updated_at', 'size_bytes', 'type', 'version', 'expires_at'], 'the 1.0 record, then the 1.1 fields')
   }
 })
 

@@ -37,9 +37,10 @@ export class LocalBackend implements StorageBackend {
   async open (projectId: string, { persistent }: { persistent: boolean }): Promise<{ engine: KvEngine, warnings: string[] }> {
     const { limits } = this.#options
     const persistenceFor = async (onDisk: boolean): Promise<Persistence> => await this.#persistenceFor(projectId, onDisk)
-    if (!persistent) return { engine: new LocalEngine(projectId, new Map(), memoryOnly, limits, persistenceFor), warnings: [] }
+    // A memory-only store starts a new epoch each time it is opened: nothing of its history survived.
+    if (!persistent) return { engine: new LocalEngine(projectId, new Map(), memoryOnly, { limits, persistenceFor }), warnings: [] }
     const opened = await Journal.open(this.#options.dir, projectId, this.#journalOptions(projectId))
-    return { engine: new LocalEngine(projectId, opened.data, opened.persistence, limits, persistenceFor), warnings: opened.warnings }
+    return { engine: new LocalEngine(projectId, opened.data, opened.persistence, { limits, persistenceFor, revision: opened.revision }), warnings: opened.warnings }
   }
 
   async close (): Promise<void> {

@@ -1,19 +1,42 @@
 import type { KvRecord } from '../../../schemas/record.js'
+import type { Revision } from '../types.js'
 
-/** One accepted write, as the store applies it and the journal keeps it. */
-export type Change =
+/** A change to one key; inside a transaction it carries no revision of its own. */
+export type KeyChange =
   | { op: 'set', key: string, record: KvRecord }
   | { op: 'delete', key: string }
-  | { op: 'clear' }
+
+/**
+ * One revision of a store, as the store applies it and the journal keeps it
+ * (one line each). A set's revision is its record's version; the others carry
+ * `rev`. Lines written before revisions existed have none.
+ */
+export type Change =
+  | KeyChange & { rev?: number }
+  | { op: 'clear', rev?: number }
+  | { op: 'txn', rev: number, changes: KeyChange[] }
+  | { op: 'expire', rev: number, keys: string[] }
 
 export function applyChange (data: Map<string, KvRecord>, change: Change): void {
-  if (change.op === 'set') data.set(change.key, change.record)
-  else if (change.op === 'delete') data.delete(change.key)
-  else data.clear()
+  switch (change.op) {
+    case 'set': data.set(change.key, change.record); break
+    case 'delete': data.delete(change.key); break
+    case 'clear': data.clear(); break
+    case 'txn': for (const c of change.changes) applyChange(data, c); break
+    case 'expire': for (const key of change.keys) data.delete(key); break
+  }
+}
+
+/** The revision a change made, when it says. */
+export function revisionOf (change: Change): number | undefined {
+  return change.op === 'set' ? change.rev ?? change.record.version : change.rev
 }
 
 /** The records a persistence may read when it writes a whole store; the store alone changes them. */
 export type StoreView = ReadonlyMap<string, KvRecord>
+
+/** The store's revision at this moment, for the files that must remember it. */
+export type RevisionSource = () => Revision
 
 /** How a store's changes reach the disk (or not). */
 export interface Persistence {
@@ -23,7 +46,7 @@ export interface Persistence {
    * else: the records it holds, which the persistence reads (never changes)
    * whenever it writes the whole store.
    */
-  attach: (view: StoreView) => void
+  attach: (view: StoreView, revision: RevisionSource) => void
   /**
    * Make a batch of changes durable, in order, as the durability policy
    * promises; the view still holds the state before the batch. All or

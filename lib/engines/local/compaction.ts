@@ -1,10 +1,11 @@
 import { stat } from 'node:fs/promises'
 import type { Mutex } from 'async-mutex'
-import { ensureDir, fsyncDir } from '../../fsutil.js'
+import { ensureDir, fsyncDir, writeFileAtomic } from '../../fsutil.js'
 import type { KvRecord } from '../../../schemas/record.js'
 import type { Appender } from './appender.js'
+import type { Revision } from '../types.js'
 import type { StoreView } from './changes.js'
-import { errnoCode, removeFile, rotatedFileName, storeFileName } from './files.js'
+import { errnoCode, metaFileName, removeFile, rotatedFileName, storeFileName } from './files.js'
 import type { Generation, StoreFiles } from './recovery.js'
 import { entriesCopy, writeSnapshotAtomic, type SnapshotStat } from './snapshot-file.js'
 
@@ -105,7 +106,7 @@ export class Compaction {
    * runs or a recent failure asks to wait. `mayRotate` is asked under the
    * I/O mutex whether the files may be rotated at all.
    */
-  maybeStart (view: StoreView, mayRotate: () => boolean): void {
+  maybeStart (view: StoreView, revision: Revision, mayRotate: () => boolean): void {
     if (this.#running !== null) return
     if (this.#appender.size < Math.max(this.#options.maxBytes, this.#snapshot?.bytes ?? 0)) return
     // After a failure (a full disk, say), retrying on every write would copy the whole store each time.
@@ -113,7 +114,7 @@ export class Compaction {
     if (this.#failures > 0 && now() < this.#retryAt) return
     // Records are never mutated, so a copy of the entries is a consistent snapshot of this moment.
     const entries = entriesCopy(view)
-    this.#running = this.#compact(entries, mayRotate)
+    this.#running = this.#compact(entries, revision, mayRotate)
       .then(() => {
         this.#failures = 0
       }, (err: unknown) => {
@@ -141,9 +142,10 @@ export class Compaction {
    * with `view` held still meanwhile (close, a switch to disk, an append), so
    * it is read without a copy.
    */
-  async rewrite (view: StoreView): Promise<void> {
+  async rewrite (view: StoreView, revision: Revision): Promise<void> {
     await this.settle()
     await ensureDir(this.#dir)
+    await this.writeMeta(revision)
     const written = await writeSnapshotAtomic(this.#snapshotFile, view)
     this.#snapshot = { ino: written.ino, bytes: written.bytes }
     await this.#appender.close(false)
@@ -152,6 +154,14 @@ export class Compaction {
     await fsyncDir(this.#dir)
     this.#appender.forget()
     this.#foreignLayout = false
+  }
+
+  /**
+   * Remember the epoch and a revision the store has reached (at least that of
+   * every change the snapshot will hold), atomically, before journals go.
+   */
+  async writeMeta (revision: Revision): Promise<void> {
+    await writeFileAtomic(metaFileName(this.#dir, this.#projectId), JSON.stringify({ epoch: revision.epoch, rev: revision.rev }) + '\n')
   }
 
   /** The files are gone (the project was removed). */
@@ -166,9 +176,11 @@ export class Compaction {
    * of `entries` (the state at that moment) in the background, then remove
    * the rotated journals it covers.
    */
-  async #compact (entries: Iterable<readonly [string, KvRecord]>, mayRotate: () => boolean): Promise<void> {
+  async #compact (entries: Iterable<readonly [string, KvRecord]>, revision: Revision, mayRotate: () => boolean): Promise<void> {
     const generation = await this.#io.runExclusive(async () => await this.#rotate(mayRotate))
     if (generation === null) return
+    // The journals about to go may hold the only record of the latest revision (a clear, a delete).
+    await this.writeMeta(revision)
     const written = await (this.#options.writeSnapshot ?? writeSnapshotAtomic)(this.#snapshotFile, entries)
     this.#snapshot = { ino: written.ino, bytes: written.bytes }
     this.#foreignLayout = false

@@ -1,11 +1,18 @@
 import { Mutex } from 'async-mutex'
 import sortedBtree from 'sorted-btree'
 import type { JsonValue, KvRecord } from '../../../schemas/record.js'
-import { LimitExceededError, projectNotFound, StorageUnavailableError } from '../../errors.js'
-import { makeRecord } from '../../record.js'
-import { applyChange, memoryOnly, type Change, type Persistence } from './changes.js'
+import {
+  InvalidInputError, LimitExceededError, NotFoundError, PreconditionFailedError, projectNotFound, StorageUnavailableError, TxnConflictError
+} from '../../errors.js'
+import { etagOf, expiryMs, makeRecord } from '../../record.js'
 import { compareKeys } from '../order.js'
-import type { KvEngine, ListOptions, ListPage, StoreLimits, StoreUsage } from '../types.js'
+import { preconditionsHold } from '../preconditions.js'
+import { legacyTag, newEpoch, newTag } from '../revision.js'
+import type {
+  ExpiryChange, KvEngine, ListOptions, ListPage, Preconditions, Revision, SetOptions, StoreLimits, StoreUsage,
+  TxnCheck, TxnOp, TxnOutcome, TxnResult
+} from '../types.js'
+import { applyChange, memoryOnly, type Change, type KeyChange, type Persistence } from './changes.js'
 
 // sorted-btree is CommonJS; its class is the `default` member.
 const BTree = sortedBtree.default
@@ -15,6 +22,40 @@ type KeyIndex = InstanceType<typeof BTree<string, undefined>>
 export type PersistenceFactory = (persistent: boolean) => Promise<Persistence>
 
 const NO_LIMITS: StoreLimits = { maxValueBytes: Infinity, maxKeys: Infinity, maxBytes: Infinity }
+
+/** Most keys one expiry round reclaims; the next round follows on the next turn of the event loop. */
+const RECLAIM_SLICE = 1000
+
+export interface LocalEngineOptions {
+  limits?: StoreLimits
+  /** Makes the persistence for a switch between memory-only and on-disk. */
+  persistenceFor?: PersistenceFactory
+  /** Where the store's files left its history; absent: a new epoch at revision 0. */
+  revision?: Revision
+  /** The clock, epoch ms (default Date.now). */
+  now?: () => number
+}
+
+/** Throws PreconditionFailedError when If-Match or If-None-Match does not hold for `current`. */
+function checkPreconditions (key: string, current: KvRecord | undefined, pre: Preconditions): void {
+  const etag = current === undefined ? null : etagOf(current)
+  if (!preconditionsHold(pre, etag)) throw new PreconditionFailedError(key, etag)
+}
+
+/** The changes to single keys a change holds (none for a clear). */
+function keyChanges (change: Change): readonly KeyChange[] {
+  switch (change.op) {
+    case 'set': case 'delete': return [change]
+    case 'txn': return change.changes
+    case 'expire': return change.keys.map(key => ({ op: 'delete', key }))
+    case 'clear': return []
+  }
+}
+
+/** A key of the due-time index: the due time first, so the index is ordered by it. */
+function dueKey (ms: number, key: string): string {
+  return `${String(ms).padStart(16, '0')}\u0000${key}`
+}
 
 interface Pending {
   change: Change
@@ -59,15 +100,41 @@ export class LocalEngine implements KvEngine {
   /** Keys and value bytes of the latest state (memory with pending changes), for the limits. */
   #keys = 0
   #bytes = 0
+  readonly #epoch: string
+  /** The revision of the latest decided write (it may still be on its way to disk). */
+  #rev: number
+  /** The revision of the latest write in memory (durable). */
+  #appliedRev: number
+  readonly #now: () => number
+  /** Keys with an expiry in memory, ordered by due time (dueKey). */
+  readonly #due = new BTree<string, undefined>()
+  #reclaimTimer: NodeJS.Timeout | null = null
+  #reclaimAt = Infinity
+  #reclaiming = false
 
-  constructor (projectId: string, data: Map<string, KvRecord>, persistence: Persistence, limits: StoreLimits = NO_LIMITS, persistenceFor: PersistenceFactory | null = null) {
+  constructor (projectId: string, data: Map<string, KvRecord>, persistence: Persistence, options: LocalEngineOptions = {}) {
     this.projectId = projectId
     this.#data = data
     this.#persistence = persistence
-    this.#limits = limits
-    this.#persistenceFor = persistenceFor
-    persistence.attach(data)
+    this.#limits = options.limits ?? NO_LIMITS
+    this.#persistenceFor = options.persistenceFor ?? null
+    this.#now = options.now ?? Date.now
+    this.#epoch = options.revision?.epoch ?? newEpoch()
+    let rev = options.revision?.rev ?? 0
+    // Records from files written before revisions get version 0, no expiry, and the epoch's one legacy tag.
+    for (const [key, record] of data) {
+      record.version ??= 0
+      record.expires_at ??= null
+      record.tag ??= record.version === 0 ? legacyTag(this.#epoch) : newTag(this.#epoch, record.version)
+      if (record.version > rev) rev = record.version
+      const due = expiryMs(record)
+      if (due !== null) this.#due.set(dueKey(due, key), undefined)
+    }
+    this.#rev = rev
+    this.#appliedRev = rev
+    persistence.attach(data, () => this.#filesRevision())
     this.#recount()
+    this.#scheduleReclaim()
   }
 
   /** Value bytes held, summed over the records' size_bytes. */
@@ -106,24 +173,36 @@ export class LocalEngine implements KvEngine {
   }
 
   async get (key: string): Promise<KvRecord | undefined> {
-    return this.#data.get(key)
+    const record = this.#data.get(key)
+    return record !== undefined && this.#live(record, this.#now()) ? record : undefined
   }
 
   async entries (): Promise<Array<[string, KvRecord]>> {
-    return [...this.#data.entries()]
+    const now = this.#now()
+    const out: Array<[string, KvRecord]> = []
+    for (const entry of this.#data) if (this.#live(entry[1], now)) out.push(entry)
+    return out
   }
 
   async list ({ prefix = '', after, limit }: ListOptions): Promise<ListPage> {
     const index = this.#orderedKeys()
+    const revision = { epoch: this.#epoch, rev: this.#appliedRev }
     const start = after !== undefined && compareKeys(after, prefix) >= 0 ? index.nextHigherKey(after) : prefix
     const entries: Array<[string, KvRecord]> = []
-    if (start === undefined) return { entries, more: false }
+    if (start === undefined) return { entries, more: false, revision }
+    const now = this.#now()
     for (const [key] of index.entries(start)) {
       if (!key.startsWith(prefix)) break
-      if (entries.length === limit) return { entries, more: true }
-      entries.push([key, this.#data.get(key) as KvRecord])
+      const record = this.#data.get(key) as KvRecord
+      if (!this.#live(record, now)) continue
+      if (entries.length === limit) return { entries, more: true, revision }
+      entries.push([key, record])
     }
-    return { entries, more: false }
+    return { entries, more: false, revision }
+  }
+
+  async revision (): Promise<Revision> {
+    return { epoch: this.#epoch, rev: this.#appliedRev }
   }
 
   async setPersistent (persistent: boolean): Promise<void> {
@@ -132,24 +211,97 @@ export class LocalEngine implements KvEngine {
     await this.setPersistence(await this.#persistenceFor(persistent))
   }
 
-  async set (key: string, value: JsonValue): Promise<KvRecord> {
+  async set (key: string, value: JsonValue, options: SetOptions = {}): Promise<KvRecord> {
     return await this.#write(() => {
-      const previous = this.#latest(key)
-      const record = makeRecord(value, previous)
-      this.#checkLimits(record, previous)
+      const now = this.#now()
+      const previous = this.#visible(key, now)
+      checkPreconditions(key, previous, options)
+      const version = this.#rev + 1
+      const record = makeRecord(value, previous, { version, expiresAt: this.#expiresAt(options.expiry, previous), tag: newTag(this.#epoch, version) })
+      this.#checkLimits(record, this.#latest(key))
+      this.#rev = version
       return this.#submit({ op: 'set', key, record }).then(() => record)
     })
   }
 
-  async delete (key: string): Promise<boolean> {
+  async delete (key: string, options: Preconditions = {}): Promise<boolean> {
     return await this.#write(() => {
-      if (this.#latest(key) === undefined) return Promise.resolve(false)
-      return this.#submit({ op: 'delete', key }).then(() => true)
+      const previous = this.#visible(key, this.#now())
+      checkPreconditions(key, previous, options)
+      if (previous === undefined) return Promise.resolve(false)
+      return this.#submit({ op: 'delete', key, rev: ++this.#rev }).then(() => true)
+    })
+  }
+
+  async setExpiry (key: string, expiry: ExpiryChange, options: Preconditions = {}): Promise<KvRecord> {
+    return await this.#write(() => {
+      const previous = this.#visible(key, this.#now())
+      checkPreconditions(key, previous, options)
+      if (previous === undefined) throw new NotFoundError(`Key '${key}' not found in project '${this.projectId}' store`)
+      const version = this.#rev + 1
+      const record: KvRecord = { ...previous, version, expires_at: this.#expiresAt(expiry, previous), tag: newTag(this.#epoch, version) }
+      this.#rev = version
+      return this.#submit({ op: 'set', key, record }).then(() => record)
     })
   }
 
   async clear (): Promise<void> {
-    await this.#write(async () => { await this.#submit({ op: 'clear' }) })
+    await this.#write(async () => { await this.#submit({ op: 'clear', rev: ++this.#rev }) })
+  }
+
+  async txn (checks: readonly TxnCheck[], ops: readonly TxnOp[]): Promise<TxnOutcome> {
+    return await this.#write(() => {
+      const writes = ops.some(op => op.op !== 'get')
+      const now = this.#now()
+      // Reads only: the durable state, as every other read; with writes, the latest, answered once durable.
+      const current = (key: string): KvRecord | undefined => {
+        const record = writes ? this.#latest(key) : this.#data.get(key)
+        return record !== undefined && this.#live(record, now) ? record : undefined
+      }
+      const failed: Array<{ index: number, key: string, etag: string | null }> = []
+      checks.forEach((check, index) => {
+        const record = current(check.key)
+        const etag = record === undefined ? null : etagOf(record)
+        const holds = 'etag' in check ? etag === check.etag : (record !== undefined) === check.exists
+        if (!holds) failed.push({ index, key: check.key, etag })
+      })
+      if (failed.length > 0) throw new TxnConflictError(failed)
+      const version = writes ? this.#rev + 1 : this.#rev
+      const mine = new Map<string, KvRecord | undefined>()
+      const seen = (key: string): KvRecord | undefined => mine.has(key) ? mine.get(key) : current(key)
+      const changes: KeyChange[] = []
+      const results: TxnResult[] = []
+      let keys = 0
+      let bytes = 0
+      for (const op of ops) {
+        if (op.op !== 'get' && mine.has(op.key)) throw new InvalidInputError(`Key '${op.key}' is written twice in one transaction`)
+        const previous = seen(op.key)
+        if (op.op === 'get') {
+          results.push({ key: op.key, etag: previous === undefined ? null : etagOf(previous), record: previous ?? null })
+          continue
+        }
+        const raw = this.#latest(op.key)
+        if (op.op === 'delete') {
+          mine.set(op.key, undefined)
+          if (previous !== undefined) changes.push({ op: 'delete', key: op.key })
+          if (raw !== undefined) { keys--; bytes -= raw.size_bytes }
+          results.push({ key: op.key, deleted: previous !== undefined })
+          continue
+        }
+        const record = makeRecord(op.value, previous, { version, expiresAt: this.#expiresAt(op.expiry, previous), tag: newTag(this.#epoch, version) })
+        if (record.size_bytes > this.#limits.maxValueBytes) throw new LimitExceededError(`Value of key '${op.key}' is larger than the maximum of ${this.#limits.maxValueBytes} bytes`)
+        if (raw === undefined) keys++
+        bytes += record.size_bytes - (raw?.size_bytes ?? 0)
+        mine.set(op.key, record)
+        changes.push({ op: 'set', key: op.key, record })
+        results.push({ key: op.key, etag: etagOf(record) })
+      }
+      if (!writes) return Promise.resolve({ rev: this.#appliedRev, results })
+      if (keys > 0 && this.#keys + keys > this.#limits.maxKeys) throw new LimitExceededError(`Project '${this.projectId}' would exceed its maximum of ${this.#limits.maxKeys} keys`)
+      if (bytes > 0 && this.#bytes + bytes > this.#limits.maxBytes) throw new LimitExceededError(`Project '${this.projectId}' would exceed its maximum of ${this.#limits.maxBytes} bytes of values`)
+      this.#rev = version
+      return this.#submit({ op: 'txn', rev: version, changes }).then(() => ({ rev: version, results }))
+    })
   }
 
   /** Switch between memory-only and on-disk, after the writes in flight and before any later one. */
@@ -158,7 +310,7 @@ export class LocalEngine implements KvEngine {
       if (this.#closed) throw projectNotFound(this.projectId)
       if (next === this.#persistence) return
       try {
-        next.attach(this.#data)
+        next.attach(this.#data, () => this.#filesRevision())
         await next.writeAll()
       } catch (err) {
         await next.remove().catch(() => {})
@@ -172,21 +324,49 @@ export class LocalEngine implements KvEngine {
   }
 
   async close (): Promise<void> {
+    this.#stopReclaim()
     await this.#exclusive(async () => {
       if (this.#closed) return
       this.#closed = true
+      this.#stopReclaim()
       await this.#persistence.flush()
     })
   }
 
   async destroy (): Promise<void> {
+    this.#stopReclaim()
     await this.#exclusive(async () => {
       this.#closed = true
+      this.#stopReclaim()
       this.#data.clear()
+      this.#due.clear()
       this.#index = null
       this.#recount()
       await this.#persistence.remove()
     })
+  }
+
+  #live (record: KvRecord, now: number): boolean {
+    const due = expiryMs(record)
+    return due === null || due > now
+  }
+
+  /** The latest state of a key as a write sees it: undefined when missing or expired. */
+  #visible (key: string, now: number): KvRecord | undefined {
+    const record = this.#latest(key)
+    return record !== undefined && this.#live(record, now) ? record : undefined
+  }
+
+  /** The expires_at (epoch seconds or null) a write leaves on a key. */
+  #expiresAt (expiry: ExpiryChange | undefined, previous: KvRecord | undefined): number | null {
+    if (expiry === undefined || expiry.kind === 'clear') return null
+    if (expiry.kind === 'keep') return previous?.expires_at ?? null
+    return (expiry.kind === 'at' ? expiry.ms : this.#now() + expiry.ms) / 1000
+  }
+
+  /** The epoch and a revision at least that of every decided write, for the files that keep it. */
+  #filesRevision (): Revision {
+    return { epoch: this.#epoch, rev: this.#rev }
   }
 
   /** The state a new write builds on: memory with every pending change over it. */
@@ -234,10 +414,17 @@ export class LocalEngine implements KvEngine {
   }
 
   #count (change: Change): void {
-    if (change.op === 'clear') {
-      this.#keys = 0
-      this.#bytes = 0
-      return
+    switch (change.op) {
+      case 'clear':
+        this.#keys = 0
+        this.#bytes = 0
+        return
+      case 'txn':
+        for (const c of change.changes) this.#count(c)
+        return
+      case 'expire':
+        for (const key of change.keys) this.#count({ op: 'delete', key })
+        return
     }
     const previous = this.#latest(change.key)
     if (previous !== undefined) {
@@ -262,7 +449,7 @@ export class LocalEngine implements KvEngine {
       this.#overlay.clear()
       this.#clearSeq = seq
     } else {
-      this.#overlay.set(change.key, { record: change.op === 'set' ? change.record : undefined, seq })
+      for (const c of keyChanges(change)) this.#overlay.set(c.key, { record: c.op === 'set' ? c.record : undefined, seq })
     }
     return new Promise((resolve, reject) => {
       this.#queue.push({ change, seq, resolve, reject })
@@ -294,8 +481,10 @@ export class LocalEngine implements KvEngine {
         this.#apply(p.change)
         if (p.change.op === 'clear') {
           if (this.#clearSeq === p.seq) this.#clearSeq = 0
-        } else if (this.#overlay.get(p.change.key)?.seq === p.seq) {
-          this.#overlay.delete(p.change.key)
+          continue
+        }
+        for (const c of keyChanges(p.change)) {
+          if (this.#overlay.get(c.key)?.seq === p.seq) this.#overlay.delete(c.key)
         }
       }
       this.#persistence.applied()
@@ -304,13 +493,91 @@ export class LocalEngine implements KvEngine {
     this.#running = null
   }
 
+  /** A durable change reaches memory, the order index and the due-time index. */
   #apply (change: Change): void {
-    applyChange(this.#data, change)
-    const index = this.#index
-    if (index === null) return
-    if (change.op === 'set') index.set(change.key, undefined)
-    else if (change.op === 'delete') index.delete(change.key)
-    else index.clear()
+    if (change.op === 'clear') {
+      this.#data.clear()
+      this.#index?.clear()
+      this.#due.clear()
+    } else {
+      for (const c of keyChanges(change)) {
+        const before = this.#data.get(c.key)
+        const due = before === undefined ? null : expiryMs(before)
+        if (due !== null) this.#due.delete(dueKey(due, c.key))
+        if (c.op === 'set') {
+          const next = expiryMs(c.record)
+          if (next !== null) this.#due.set(dueKey(next, c.key), undefined)
+          if (before === undefined) this.#index?.set(c.key, undefined)
+        } else {
+          this.#index?.delete(c.key)
+        }
+        applyChange(this.#data, c)
+      }
+    }
+    const rev = change.op === 'set' ? change.record.version : change.rev
+    if (rev !== undefined && rev > this.#appliedRev) this.#appliedRev = rev
+    this.#scheduleReclaim()
+  }
+
+  /** Arm the reclaim timer for the earliest due time, unless it is armed for that or earlier already. */
+  #scheduleReclaim (): void {
+    if (this.#closed || this.#reclaiming) return
+    const first = this.#due.minKey()
+    if (first === undefined) return
+    const at = Number(first.slice(0, 16))
+    if (at >= this.#reclaimAt) return
+    if (this.#reclaimTimer !== null) clearTimeout(this.#reclaimTimer)
+    this.#reclaimAt = at
+    // A timer can wait at most 2^31-1 ms; a later due time is armed again when that one fires.
+    this.#reclaimTimer = setTimeout(() => { void this.#reclaim() }, Math.min(Math.max(0, at - this.#now()), 2 ** 31 - 1))
+    this.#reclaimTimer.unref()
+  }
+
+  #stopReclaim (): void {
+    if (this.#reclaimTimer !== null) clearTimeout(this.#reclaimTimer)
+    this.#reclaimTimer = null
+    this.#reclaimAt = Infinity
+  }
+
+  /**
+   * Reclaim due keys in rounds of at most RECLAIM_SLICE, each one revision
+   * written like any other, yielding between rounds so a mass expiry never
+   * holds up requests. A failed round (a failing disk) is tried again later.
+   */
+  async #reclaim (): Promise<void> {
+    this.#reclaimTimer = null
+    this.#reclaimAt = Infinity
+    this.#reclaiming = true
+    try {
+      for (;;) {
+        const more = await this.#write(() => {
+          const now = this.#now()
+          const keys: string[] = []
+          let more = false
+          for (const [entry] of this.#due.entries()) {
+            if (Number(entry.slice(0, 16)) > now) break
+            if (keys.length === RECLAIM_SLICE) {
+              more = true
+              break
+            }
+            const key = entry.slice(17)
+            // Skip keys a pending write already changed; their own change updates the index.
+            const latest = this.#latest(key)
+            if (latest !== undefined && !this.#live(latest, now)) keys.push(key)
+          }
+          if (keys.length === 0) return Promise.resolve(false)
+          return this.#submit({ op: 'expire', rev: ++this.#rev, keys }).then(() => more)
+        })
+        if (!more || this.#closed) break
+        await new Promise(resolve => setImmediate(resolve))
+      }
+    } catch {
+      // The keys stay invisible; a failing disk is reported on the writes that follow, and the round is retried.
+      await new Promise(resolve => setTimeout(resolve, 1000).unref())
+    } finally {
+      this.#reclaiming = false
+    }
+    this.#scheduleReclaim()
   }
 
   #orderedKeys (): KeyIndex {

@@ -11,6 +11,11 @@ export function journalFileName (dir: string, projectId: string): string {
   return join(dir, `${projectId}_store.journal`)
 }
 
+/** The store's epoch and a revision it has reached: `<id>_store.meta`, one JSON object; 1.0 readers never look at it. */
+export function metaFileName (dir: string, projectId: string): string {
+  return join(dir, `${projectId}_store.meta`)
+}
+
 /** A journal set aside by a compaction whose snapshot is not yet written: `<id>_store.journal.<n>`. */
 export function rotatedFileName (dir: string, projectId: string, generation: number): string {
   return `${journalFileName(dir, projectId)}.${generation}`
@@ -28,7 +33,7 @@ export interface ProjectFiles {
   generations: number[]
   /** Names of every rotated journal, with any number of digits (for removal). */
   rotated: string[]
-  /** Names of temporary snapshot files. */
+  /** Names of temporary files of the snapshot and of the meta file. */
   temps: string[]
 }
 
@@ -43,7 +48,9 @@ export async function listProjectFiles (dir: string, projectId: string): Promise
     .filter(digits => digits.length <= 15)
     .map(Number)
     .sort((a, b) => a - b)
-  return { generations, rotated, temps: names.filter(n => isSnapshotTemp(n, snapshot)) }
+  const meta = metaFileName(dir, projectId)
+  // A crash while the meta file was replaced leaves its temporary file too.
+  return { generations, rotated, temps: names.filter(n => isSnapshotTemp(n, snapshot) || isSnapshotTemp(n, meta)) }
 }
 
 export function errnoCode (err: unknown): string | undefined {

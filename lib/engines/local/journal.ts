@@ -5,10 +5,12 @@ import { StorageError } from '../../errors.js'
 import { ensureDir, fsyncDir } from '../../fsutil.js'
 import type { KvRecord } from '../../../schemas/record.js'
 import { Appender, type AppenderOptions } from './appender.js'
-import type { Change, Persistence, StoreView } from './changes.js'
+import { newEpoch } from '../revision.js'
+import type { Revision } from '../types.js'
+import type { Change, Persistence, RevisionSource, StoreView } from './changes.js'
 import { encodeChanges } from './changelog.js'
 import { Compaction, type CompactionOptions } from './compaction.js'
-import { journalFileName, listProjectFiles, removeFile, storeFileName } from './files.js'
+import { journalFileName, listProjectFiles, metaFileName, removeFile, storeFileName } from './files.js'
 import { readStoreFiles } from './recovery.js'
 
 export type JournalOptions = AppenderOptions & CompactionOptions
@@ -19,6 +21,8 @@ export interface OpenedJournal {
   data: Map<string, KvRecord>
   /** Problems that did not stop start-up (a torn last line), for the caller to log. */
   warnings: string[]
+  /** The epoch (a new one, already written, for a folder without one) and the highest revision the meta file and journals name. */
+  revision: Revision
 }
 
 /**
@@ -44,6 +48,9 @@ export class Journal implements Persistence {
   readonly #appender: Appender
   readonly #compaction: Compaction
   #attached: StoreView | null = null
+  #revision: RevisionSource | null = null
+  /** The meta file of a new epoch could not be written at start-up: write it before the next append. */
+  #metaPending = false
   /** The files cannot be trusted to match the view (a new persistence): rewrite them before the next append. */
   #rewrite = false
   #closed = false
@@ -69,7 +76,11 @@ export class Journal implements Persistence {
     journal.#compaction.resume(found)
     await journal.#appender.resume(found.active)
     for (const name of found.temps) await unlink(join(dir, name)).catch(() => {})
-    return { persistence: journal, data: found.data, warnings: found.warnings }
+    const revision = { epoch: found.epoch ?? newEpoch(), rev: found.rev }
+    // A folder without an epoch (Simple-PyKV's, 1.0's, a new store) starts one now, before any write can name it.
+    // A folder that cannot be written still loads, as in 1.0: the meta file is then written before the first append.
+    if (found.epoch === null) await journal.#compaction.writeMeta(revision).catch(() => { journal.#metaPending = true })
+    return { persistence: journal, data: found.data, warnings: found.warnings, revision }
   }
 
   /** A persistence for a project switching to disk: writeAll() writes its first files. */
@@ -94,8 +105,9 @@ export class Journal implements Persistence {
     return this.#compaction.lastError
   }
 
-  attach (view: StoreView): void {
+  attach (view: StoreView, revision: RevisionSource): void {
     this.#attached = view
+    this.#revision = revision
   }
 
   async append (changes: readonly Change[]): Promise<void> {
@@ -109,7 +121,7 @@ export class Journal implements Persistence {
 
   applied (): void {
     if (this.#closed || this.#attached === null) return
-    this.#compaction.maybeStart(this.#attached, () => !this.#closed && !this.#stale)
+    this.#compaction.maybeStart(this.#attached, this.#currentRevision, () => !this.#closed && !this.#stale)
   }
 
   async writeAll (): Promise<void> {
@@ -136,6 +148,7 @@ export class Journal implements Persistence {
       for (const name of [...temps, ...rotated]) await removeFile(join(this.dir, name))
       await this.#appender.remove()
       await removeFile(this.snapshotFile)
+      await removeFile(metaFileName(this.dir, this.projectId))
       this.#appender.forget()
       this.#compaction.forget()
       await fsyncDir(this.dir).catch(() => {})
@@ -146,6 +159,11 @@ export class Journal implements Persistence {
   get #view (): StoreView {
     if (this.#attached === null) throw new Error(`The journal of project '${this.projectId}' has no store attached`)
     return this.#attached
+  }
+
+  get #currentRevision (): Revision {
+    if (this.#revision === null) throw new Error(`The journal of project '${this.projectId}' has no store attached`)
+    return this.#revision()
   }
 
   get #stale (): boolean {
@@ -159,6 +177,10 @@ export class Journal implements Persistence {
 
   /** Have the journal open for the next batch, first making the files again from the view when they cannot be trusted. */
   async #ready (): Promise<void> {
+    if (this.#metaPending) {
+      await this.#compaction.writeMeta(this.#currentRevision)
+      this.#metaPending = false
+    }
     if (!this.#stale) {
       if (this.#appender.isOpen) return
       // Someone else's files may stand where ours were (a folder replaced, a file deleted).
@@ -169,7 +191,7 @@ export class Journal implements Persistence {
   }
 
   async #rewriteFiles (): Promise<void> {
-    await this.#compaction.rewrite(this.#view)
+    await this.#compaction.rewrite(this.#view, this.#currentRevision)
     this.#rewrite = false
   }
 }

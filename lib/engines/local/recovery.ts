@@ -1,9 +1,9 @@
-import { open, stat, type FileHandle } from 'node:fs/promises'
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
 import { StorageError } from '../../errors.js'
 import type { KvRecord } from '../../../schemas/record.js'
-import { applyChange } from './changes.js'
+import { applyChange, revisionOf } from './changes.js'
 import { decodeChange } from './changelog.js'
-import { errnoCode, journalFileName, listProjectFiles, rotatedFileName, storeFileName } from './files.js'
+import { errnoCode, journalFileName, listProjectFiles, metaFileName, rotatedFileName, storeFileName } from './files.js'
 import { readLineBlocks, type LineBlocksEnd } from './lines.js'
 import { readSnapshotFile, type SnapshotStat } from './snapshot-file.js'
 
@@ -37,6 +37,41 @@ export interface StoreFiles {
   active: Replayed | null
   /** Temporary files of interrupted snapshot writes. */
   temps: string[]
+  /** The epoch in the meta file; null for a folder without one (Simple-PyKV's, 1.0's, or a new store). */
+  epoch: string | null
+  /** The highest revision the meta file and the journals name (record versions are not read here). */
+  rev: number
+}
+
+/** What `<id>_store.meta` holds. */
+export interface StoreMeta {
+  epoch: string
+  rev: number
+}
+
+/** The meta file, or null when there is none. Throws StorageError when it exists but is not ours. */
+export async function readMeta (file: string): Promise<StoreMeta | null> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return null
+    throw new StorageError(`Cannot read ${file}: ${(err as Error).message}`, { cause: err })
+  }
+  try {
+    const meta = JSON.parse(text) as Partial<StoreMeta>
+    if (typeof meta.epoch === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(meta.epoch) && Number.isSafeInteger(meta.rev) && (meta.rev as number) >= 0) {
+      return { epoch: meta.epoch, rev: meta.rev as number }
+    }
+  } catch {}
+  throw new StorageError(`${file} is not a store meta file ({"epoch":…,"rev":…}); start-up stopped and the file was left untouched`)
+}
+
+interface Replay {
+  data: Map<string, KvRecord>
+  warnings: string[]
+  /** The highest revision seen in a journal line. */
+  rev: number
 }
 
 /**
@@ -47,16 +82,18 @@ export interface StoreFiles {
 export async function readStoreFiles (dir: string, projectId: string): Promise<StoreFiles> {
   const snapshotFile = storeFileName(dir, projectId)
   const warnings: string[] = []
+  const meta = await readMeta(metaFileName(dir, projectId))
   const { data, lineLayout } = await readSnapshotFile(snapshotFile)
+  const state: Replay = { data, warnings, rev: meta?.rev ?? 0 }
   const snapshot = await stat(snapshotFile).then(s => ({ ino: s.ino, bytes: s.size }), () => null)
   const { generations, temps } = await listProjectFiles(dir, projectId)
   const rotated: Generation[] = []
   for (const generation of generations) {
-    const result = await replay(rotatedFileName(dir, projectId, generation), data, warnings)
+    const result = await replay(rotatedFileName(dir, projectId, generation), state)
     if (result !== null) rotated.push({ generation, bytes: result.totalBytes })
   }
-  const active = await replay(journalFileName(dir, projectId), data, warnings)
-  return { data, warnings, snapshot, foreignLayout: !lineLayout, rotated, active, temps }
+  const active = await replay(journalFileName(dir, projectId), state)
+  return { data, warnings, snapshot, foreignLayout: !lineLayout, rotated, active, temps, epoch: meta?.epoch ?? null, rev: state.rev }
 }
 
 /**
@@ -64,7 +101,7 @@ export async function readStoreFiles (dir: string, projectId: string): Promise<S
  * a write a crash interrupted: dropped, with a warning. Any other bad line
  * stops start-up. Returns null when the file does not exist.
  */
-async function replay (file: string, data: Map<string, KvRecord>, warnings: string[]): Promise<Replayed | null> {
+async function replay (file: string, state: Replay): Promise<Replayed | null> {
   let handle: FileHandle
   try {
     handle = await open(file, 'r')
@@ -79,7 +116,7 @@ async function replay (file: string, data: Map<string, KvRecord>, warnings: stri
     ino = (await handle.stat()).ino
     // A block of whole lines at a time: the journal is never held whole, and a block is decoded at once.
     end = await readLineBlocks(handle, block => {
-      line = replayLines(file, block, line, data)
+      line = replayLines(file, block, line, state)
       return true
     })
   } catch (err) {
@@ -90,7 +127,7 @@ async function replay (file: string, data: Map<string, KvRecord>, warnings: stri
   }
   const { rest, bytes } = end as LineBlocksEnd
   if (rest.length > 0) {
-    warnings.push(`Journal file ${file} line ${line + 1}: dropped a torn last line (${rest.length} bytes), a write interrupted by a crash`)
+    state.warnings.push(`Journal file ${file} line ${line + 1}: dropped a torn last line (${rest.length} bytes), a write interrupted by a crash`)
   }
   return { goodBytes: bytes - rest.length, totalBytes: bytes, ino }
 }
@@ -100,7 +137,7 @@ function cannotReadJournal (file: string, err: unknown): StorageError {
 }
 
 /** Apply whole lines (`block` ends with a newline) numbered from `line` + 1; returns the number of the last one. */
-function replayLines (file: string, block: Buffer, line: number, data: Map<string, KvRecord>): number {
+function replayLines (file: string, block: Buffer, line: number, state: Replay): number {
   let text: string
   try {
     text = utf8.decode(block)
@@ -131,7 +168,9 @@ function replayLines (file: string, block: Buffer, line: number, data: Map<strin
     if (typeof change === 'string') {
       throw new StorageError(`Journal file ${file} line ${line} is ${change}; start-up stopped and the file was left untouched`)
     }
-    applyChange(data, change)
+    applyChange(state.data, change)
+    const rev = revisionOf(change)
+    if (rev !== undefined && rev > state.rev) state.rev = rev
   }
   return line
 }

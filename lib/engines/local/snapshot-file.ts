@@ -26,7 +26,11 @@ const SIZE = Buffer.from(',"size_bytes":')
 const TYPE = Buffer.from(',"type":"')
 const VERSION = Buffer.from(',"version":')
 const EXPIRES = Buffer.from(',"expires_at":')
+const TAG = Buffer.from(',"tag":"')
 const NULL = Buffer.from('null')
+
+/** The longest tag recordFromFile keeps. */
+const MAX_TAG = 128
 
 /** Whether the last string plainStringEnd() went over was all ASCII. */
 let plainAscii = true
@@ -54,6 +58,20 @@ function expect (b: Buffer, at: number, end: number, text: Buffer): number {
   if (at + text.length > end) return -1
   for (let i = 0; i < text.length; i++) if (b[at + i] !== text[i]) return -1
   return at + text.length
+}
+
+/**
+ * Where the tag starting at `start` (after its quote) ends: 1 to MAX_TAG
+ * characters of [A-Za-z0-9._-], the tags recordFromFile keeps; else -1.
+ */
+function plainTagEnd (b: Buffer, start: number, end: number): number {
+  for (let i = start; i < end && i - start <= MAX_TAG; i++) {
+    const c = b[i]
+    if (c === 0x22) return i === start ? -1 : i
+    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x5f || c === 0x2d
+    if (!ok) return -1
+  }
+  return -1
 }
 
 /** Where the last plainInteger() stopped. */
@@ -138,9 +156,11 @@ class LineLoader {
   /**
    * The common line, read from its bytes without JSON.parse:
    * `  "<key>": {"value":"<text>","created_at":<n>,"updated_at":<n>,"size_bytes":<n>,"type":"<t>"}`
-   * where `,"version":<n>` and then `,"expires_at":<n or null>` may stand
-   * before the `}`, and an optional comma, where key and text have no escapes
-   * and the numbers are plain integers. Exactly what JSON.parse and
+   * where `,"version":<n>`, then `,"expires_at":<n or null>`, then
+   * `,"tag":"<tag>"` may stand before the `}` (our writer puts all three on
+   * every record, in that order), and an optional comma, where key and text
+   * have no escapes, the numbers are plain integers and the tag is one
+   * recordFromFile keeps. A fractional expires_at goes the general way. Exactly what JSON.parse and
    * recordFromFile would make of such a line; false (nothing done) for any
    * other line, which then goes through #entry.
    */
@@ -189,6 +209,14 @@ class LineLoader {
         p = integerEnd
       }
     }
+    let tag: string | undefined
+    q = expect(b, p, end, TAG)
+    if (q !== -1) {
+      const tagEnd = plainTagEnd(b, q, end)
+      if (tagEnd === -1) return false
+      tag = b.toString('latin1', q, tagEnd)
+      p = tagEnd + 1
+    }
     if (p >= end || b[p] !== 0x7d) return false
     p++
     const comma = p < end && b[p] === 0x2c
@@ -201,6 +229,7 @@ class LineLoader {
     const record: KvRecord = { value, created_at: created, updated_at: updated, size_bytes: size, type: 'string' }
     if (version !== -1) record.version = version
     if (expires !== undefined) record.expires_at = expires
+    if (tag !== undefined) record.tag = tag
     this.data.set(key, record)
     this.#phase = comma ? Phase.Entry : Phase.Close
     return true

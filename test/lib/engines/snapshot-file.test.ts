@@ -11,7 +11,7 @@ import { tempDir } from '../../support/temp.js'
 const AT = 1764992680
 
 function rec (value: JsonValue, created = AT, updated = created): KvRecord {
-  return { ...makeRecord(value, undefined, created), updated_at: updated }
+  return { ...makeRecord(value, undefined, undefined, created), updated_at: updated }
 }
 
 /** What whole-file JSON.parse makes of a store file (the reading before the line reader), in file order where JSON keeps it. */
@@ -192,7 +192,7 @@ t.test('any store read line by line equals the whole-file reading (property)', a
   t.pass('200 random stores read the same both ways')
 })
 
-t.test('version and expires_at are kept, on the line reader and the whole-file reading alike; ill-formed ones are ignored', async t => {
+t.test('version, expires_at and tag are kept, on the line reader and the whole-file reading alike; ill-formed ones are ignored', async t => {
   const dir = t.testdir()
   const head = '"created_at":1,"updated_at":2,"size_bytes":1,"type":"string"'
   const lines = [
@@ -202,7 +202,16 @@ t.test('version and expires_at are kept, on the line reader and the whole-file r
     `  "expiry only": {"value":"D",${head},"expires_at":5},`,
     `  "other order": {"expires_at":9,"version":3,"value":"E",${head}},`,
     `  "negative": {"value":"F",${head},"version":-4,"expires_at":-1},`,
-    `  "ill-formed": {"value":"G",${head},"version":1.5,"expires_at":"soon"},`,
+    `  "ill-formed": {"value":"G",${head},"version":1.5,"expires_at":"soon","tag":"has space"},`,
+    `  "fraction": {"value":"I",${head},"version":8,"expires_at":1764992680.125,"tag":"E.8.ab_-"},`,
+    `  "tagged": {"value":"J",${head},"version":9,"expires_at":null,"tag":"Ep0ch-_x.9.Zz09"},`,
+    `  "tag only": {"value":"K",${head},"tag":"t"},`,
+    `  "escaped tag": {"value":"L",${head},"version":1,"expires_at":null,"tag":"a\\u002eb"},`,
+    `  "bad tags": {"value":"M",${head},"version":1,"expires_at":null,"tag":""},`,
+    `  "long tag": {"value":"N",${head},"version":1,"expires_at":null,"tag":"${'x'.repeat(129)}"},`,
+    `  "longest tag": {"value":"O",${head},"version":1,"expires_at":null,"tag":"${'y'.repeat(128)}"},`,
+    `  "tag not a string": {"value":"P",${head},"version":1,"expires_at":null,"tag":5},`,
+    `  "tag before": {"value":"Q",${head},"tag":"x.1","version":1,"expires_at":null},`,
     `  "too big": {"value":"H",${head},"version":12345678901234567,"expires_at":1e3},`,
     `  "object": {"value":{"n":1},${head},"version":2,"expires_at":null}`
   ]
@@ -215,8 +224,17 @@ t.test('version and expires_at are kept, on the line reader and the whole-file r
   t.strictSame(data.get('version only'), { value: 'C', ...base, version: 12 })
   t.strictSame(data.get('expiry only'), { value: 'D', ...base, expires_at: 5 })
   t.strictSame(data.get('other order'), { value: 'E', ...base, version: 3, expires_at: 9 })
-  t.strictSame(data.get('negative'), { value: 'F', ...base, version: -4, expires_at: -1 })
-  t.strictSame(data.get('ill-formed'), { value: 'G', ...base }, 'a fraction or a string is not a version or an expiry')
+  t.strictSame(data.get('negative'), { value: 'F', ...base, expires_at: -1 }, 'a negative number is not a version')
+  t.strictSame(data.get('ill-formed'), { value: 'G', ...base }, 'a fraction is not a version, a string not an expiry, a space not in a tag')
+  t.strictSame(data.get('fraction'), { value: 'I', ...base, version: 8, expires_at: 1764992680.125, tag: 'E.8.ab_-' }, 'expiry in fractional seconds')
+  t.strictSame(data.get('tagged'), { value: 'J', ...base, version: 9, expires_at: null, tag: 'Ep0ch-_x.9.Zz09' })
+  t.strictSame(data.get('tag only'), { value: 'K', ...base, tag: 't' })
+  t.strictSame(data.get('escaped tag'), { value: 'L', ...base, version: 1, expires_at: null, tag: 'a.b' }, 'an escape in a tag is read as JSON reads it')
+  t.strictSame(data.get('bad tags'), { value: 'M', ...base, version: 1, expires_at: null }, 'an empty tag is no tag')
+  t.strictSame(data.get('long tag'), { value: 'N', ...base, version: 1, expires_at: null }, 'a tag past 128 characters is no tag')
+  t.strictSame(data.get('longest tag'), { value: 'O', ...base, version: 1, expires_at: null, tag: 'y'.repeat(128) })
+  t.strictSame(data.get('tag not a string'), { value: 'P', ...base, version: 1, expires_at: null })
+  t.strictSame(data.get('tag before'), { value: 'Q', ...base, version: 1, expires_at: null, tag: 'x.1' })
   t.strictSame(data.get('too big'), { value: 'H', ...base, expires_at: 1000 }, 'past 2^53 is not a version')
   t.strictSame(data.get('object'), { value: { n: 1 }, created_at: 1, updated_at: 2, size_bytes: 7, type: 'object', version: 2, expires_at: null })
 
@@ -236,7 +254,8 @@ t.test('records with any version and expires_at read line by line equal the whol
     created_at: fc.integer({ min: 0, max: 4e9 }),
     updated_at: fc.integer({ min: 0, max: 4e9 }),
     version: number,
-    expires_at: fc.oneof(fc.constant(null), number)
+    expires_at: fc.oneof(fc.constant(null), number),
+    tag: fc.oneof(fc.stringMatching(/^[A-Za-z0-9._-]{1,130}$/), fc.string(), fc.constant(''), fc.integer())
   }, { requiredKeys: ['value', 'created_at', 'updated_at'] })
   await fc.assert(fc.asyncProperty(fc.array(fc.tuple(fc.string(), record), { maxLength: 20 }), async (pairs) => {
     // Each line as a newer writer would put it: the record's own fields in the order given.
@@ -246,5 +265,42 @@ t.test('records with any version and expires_at read line by line equal the whol
     const data = await readSnapshot(file)
     return isDeepStrictEqual(sorted(data), sorted(reference(text)))
   }), { numRuns: 200 })
-  t.pass('200 random stores with versions and expiries read the same both ways')
+  t.pass('200 random stores with versions, expiries and tags read the same both ways')
+})
+
+/** Calls of JSON.parse while `fn` runs. */
+async function jsonParses (fn: () => Promise<unknown>): Promise<number> {
+  const parse = JSON.parse
+  let calls = 0
+  JSON.parse = (...args: Parameters<typeof JSON.parse>) => { calls++; return parse(...args) as unknown }
+  try {
+    await fn()
+  } finally {
+    JSON.parse = parse
+  }
+  return calls
+}
+
+t.test('a store file as the engine writes it (version, expires_at, tag on every record) is read line by line without JSON.parse', async t => {
+  const dir = t.testdir()
+  const file = join(dir, 'p_store.json')
+  const entries: Array<[string, KvRecord]> = []
+  for (let i = 0; i < 3000; i++) {
+    const expiresAt = i % 3 === 0 ? null : i % 3 === 1 ? 4102444800 + i : 0
+    entries.push([`key ${i} ✓`, makeRecord(`value ${i} ünï`, undefined, { version: i, expiresAt, tag: `Ep0ch_-x.${i.toString(36)}.a-_${i % 10}` }, AT + i)])
+  }
+  const text = snapshotText(entries)
+  t.match(text, /"version":1,"expires_at":4102444801,"tag":"Ep0ch_-x\.1\.a-_1"\}/)
+  writeFileSync(file, text)
+  let data = new Map<string, KvRecord>()
+  t.equal(await jsonParses(async () => { data = await readSnapshot(file) }), 0, 'no line went the general way')
+  t.strictSame([...data], entries, 'every record as written')
+  t.strictSame(sorted(data), sorted(reference(text)), 'the same records as parsing the whole file')
+
+  // A fractional expiry (a TTL in milliseconds) goes the general way, for that line only, with the same result.
+  const fractional = snapshotText([...entries.slice(0, 10), ['f', makeRecord('F', undefined, { version: 5, expiresAt: 4102444800.123, tag: 'e.5.abcd' }, AT)]])
+  writeFileSync(file, fractional)
+  t.equal(await jsonParses(async () => { data = await readSnapshot(file) }), 2, 'one line: its key and its record')
+  t.strictSame(sorted(data), sorted(reference(fractional)))
+  t.equal(data.get('f')?.expires_at, 4102444800.123)
 })

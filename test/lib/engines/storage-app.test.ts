@@ -8,6 +8,11 @@ import { tempDir } from '../../support/temp.js'
 
 const base = '/api/v1/projects/p1'
 
+/** The meta file of p1: its epoch and revision. */
+function meta (dir: string): { epoch: string, rev: number } {
+  return JSON.parse(readFileSync(join(dir, 'storage_data', 'p1_store.meta'), 'utf8')) as { epoch: string, rev: number }
+}
+
 function files (dir: string): string[] {
   const storage = join(dir, 'storage_data')
   return existsSync(storage) ? readdirSync(storage).filter(n => n.startsWith('p1_')).sort() : []
@@ -63,7 +68,8 @@ t.test('switching storage.on_disk takes effect at once, both ways, and survives 
   const { app, dir } = await build(t)
   const put = async (key: string, value: string): Promise<number> => (await app.inject({ method: 'PUT', url: `${base}/store/${key}`, headers: proj, payload: value })).statusCode
   t.equal(await put('a', 'A'), 200)
-  t.same(files(dir), ['p1_store.journal'])
+  t.same(files(dir), ['p1_store.journal', 'p1_store.meta'])
+  const { epoch } = meta(dir)
 
   const off = await app.inject({ method: 'PUT', url: base, headers: proj, payload: { storage: { on_disk: false } } })
   t.equal(off.statusCode, 200)
@@ -74,10 +80,11 @@ t.test('switching storage.on_disk takes effect at once, both ways, and survives 
 
   const on = await app.inject({ method: 'PUT', url: base, headers: proj, payload: { storage: { on_disk: true } } })
   t.equal(on.statusCode, 200)
-  t.same(files(dir), ['p1_store.json'], 'on: the store is on disk at once')
+  t.same(files(dir), ['p1_store.json', 'p1_store.meta'], 'on: the store is on disk at once')
+  t.same(meta(dir), { epoch, rev: 2 }, 'the same epoch, at the revision of the write made in memory')
   t.same(Object.keys(JSON.parse(readFileSync(join(dir, 'storage_data', 'p1_store.json'), 'utf8'))).sort(), ['a', 'b'])
   t.equal(await put('c', 'C'), 200)
-  t.same(files(dir), ['p1_store.journal', 'p1_store.json'])
+  t.same(files(dir), ['p1_store.journal', 'p1_store.json', 'p1_store.meta'])
 
   // Toggles with writes in flight: every acknowledged write is kept.
   const writes = Array.from({ length: 30 }, async (_, i) => await put(`w${i}`, `${i}`))
@@ -88,7 +95,9 @@ t.test('switching storage.on_disk takes effect at once, both ways, and survives 
   t.same((await Promise.all(toggles)).map(r => r.statusCode), [200, 200])
   t.ok((await Promise.all(writes)).every(s => s === 200))
   await app.close()
-  t.same(files(dir), ['p1_store.json'], 'a clean stop folds the journal into the store file')
+  t.same(files(dir), ['p1_store.json', 'p1_store.meta'], 'a clean stop folds the journal into the store file')
+  t.equal(meta(dir).epoch, epoch, 'the epoch survives every switch')
+  t.ok(meta(dir).rev >= 33, 'and the revision counts every write')
   const again = await build(t, { dir })
   const all = (await again.app.inject({ method: 'GET', url: `${base}/store`, headers: proj })).json().data
   t.equal(Object.keys(all).length, 33)
@@ -137,7 +146,7 @@ t.test('start-up: a corrupt journal stops it naming file and line; a torn tail i
   t.match(warnings[0], /line 2: dropped a torn last line/)
   t.equal((await registry.project('p1')?.store.get('a'))?.value, 'A')
   await registry.close()
-  t.same(readdirSync(storage), ['p1_store.json'])
+  t.same(readdirSync(storage).sort(), ['p1_store.json', 'p1_store.meta'])
 })
 
 t.test('system.storage.durability and journal_max_bytes are part of the config schema', async t => {
