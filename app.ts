@@ -16,6 +16,7 @@ import projectRoutes from './routes/projects.js'
 import statusRoutes from './routes/status.js'
 import storeRoutes from './routes/store.js'
 import txnRoutes from './routes/txn.js'
+import { addNamedSchemas } from './routes/schemas.js'
 
 export interface AppOptions {
   /** Path of config.json; default SIMPLE_KV_CONFIG, else ./config.json. */
@@ -56,6 +57,7 @@ export function serverOptions (maxKeyBytes = DEFAULT_MAX_KEY_BYTES): Pick<Fastif
 /** The whole service as one plugin. Register it with a prefix to embed it in another Fastify app. */
 const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
   fastify.setValidatorCompiler(TypeBoxValidatorCompiler)
+  addNamedSchemas(fastify)
   await fastify.register(sensible)
   await fastify.register(configPlugin, opts)
   await fastify.register(storagePlugin, opts)

@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type } from '@sinclair/typebox'
-import { EnvelopeSchema } from '../schemas/envelope.js'
-import { CreateProjectSchema, NewKeySchema, ProjectSettingsSchema } from '../schemas/project.js'
+import { SystemOkEnvelopeSchema, ref } from '../schemas/envelope.js'
+import { CreateProjectSchema } from '../schemas/project.js'
+import { NewKeyEnvelopeSchema, ProjectCreatedEnvelopeSchema, ProjectListEnvelopeSchema } from '../schemas/responses.js'
 import { ForbiddenError } from '../lib/errors.js'
 import { respond } from '../plugins/envelope.js'
-import { ProjectIdParams, errorResponses, keySecurity, projectBodyParsers, registryChecksBody } from './schemas.js'
+import { ProjectIdParams, operation, projectBodyParsers, registryChecksBody, response } from './schemas.js'
 
 /** Managing projects: registered under /api/v1/projects, every route behind the system key. */
 const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -12,16 +12,15 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   projectBodyParsers(fastify)
 
   fastify.get('', {
-    schema: {
-      tags: ['projects'],
+    schema: operation({
+      operationId: 'listProjects',
+      tag: 'projects',
       summary: 'List projects',
       description: 'Every project\'s settings keyed by id, without keys or hashes. 403 when project_discoverable is off.',
-      security: keySecurity,
-      response: {
-        200: EnvelopeSchema(Type.Record(Type.String(), ProjectSettingsSchema), { system: true, description: 'Projects keyed by id.' }),
-        ...errorResponses([401, 403, 500], true)
-      }
-    }
+      access: 'system',
+      method: 'GET',
+      errors: [403]
+    }, {}, { 200: response(ProjectListEnvelopeSchema, 'Projects keyed by id.') })
   }, async (request, reply) => {
     if (!fastify.kv.projectDiscoverable) throw new ForbiddenError('Project listing is disabled')
     return respond(request, reply, 200, 'Project listing fetched successfully', fastify.kv.listProjects())
@@ -29,17 +28,15 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('', {
     validatorCompiler: registryChecksBody as never,
-    schema: {
-      tags: ['projects'],
+    schema: operation({
+      operationId: 'createProject',
+      tag: 'projects',
       summary: 'Create a project',
       description: 'Creates a project with its own key (returned once) and store. Omitted settings take the defaults.',
-      security: keySecurity,
-      body: CreateProjectSchema,
-      response: {
-        201: EnvelopeSchema(Type.Union([NewKeySchema, Type.Null()]), { system: true, description: 'Created; data holds the new key when authentication is on.' }),
-        ...errorResponses([400, 401, 413, 500, 507], true)
-      }
-    }
+      access: 'system',
+      method: 'POST',
+      errors: [507]
+    }, { body: ref(CreateProjectSchema) }, { 201: response(ProjectCreatedEnvelopeSchema, 'Created; data holds the new key when authentication is on.') })
   }, async (request, reply) => {
     const key = await fastify.kv.createProject(request.body)
     return key === null
@@ -48,17 +45,15 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/:id/config/regenerate-api-key', {
-    schema: {
-      tags: ['projects'],
+    schema: operation({
+      operationId: 'regenerateProjectKey',
+      tag: 'projects',
       summary: 'Regenerate a project key',
       description: 'Issues a new project key; the old one stops working at once.',
-      security: keySecurity,
-      params: ProjectIdParams,
-      response: {
-        200: EnvelopeSchema(NewKeySchema, { system: true, description: 'The new key, shown only here.' }),
-        ...errorResponses([401, 404, 409, 500, 507], true)
-      }
-    }
+      access: 'system',
+      method: 'POST',
+      errors: [404, 409, 507]
+    }, { params: ProjectIdParams }, { 200: response(NewKeyEnvelopeSchema, 'The new key, shown only here.') })
   }, async (request, reply) => {
     const { id } = request.params
     const key = await fastify.kv.regenerateKey(id)
@@ -66,17 +61,15 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/:id', {
-    schema: {
-      tags: ['projects'],
+    schema: operation({
+      operationId: 'deleteProject',
+      tag: 'projects',
       summary: 'Delete a project',
       description: 'Removes the project, its settings and its files.',
-      security: keySecurity,
-      params: ProjectIdParams,
-      response: {
-        200: EnvelopeSchema(Type.Null(), { system: true, description: 'Deleted.' }),
-        ...errorResponses([401, 404, 500, 507], true)
-      }
-    }
+      access: 'system',
+      method: 'DELETE',
+      errors: [404, 507]
+    }, { params: ProjectIdParams }, { 200: response(SystemOkEnvelopeSchema, 'Deleted.') })
   }, async (request, reply) => {
     const { id } = request.params
     await fastify.kv.deleteProject(id)

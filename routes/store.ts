@@ -1,8 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import type { FastifyRequest } from 'fastify'
-import { EnvelopeSchema } from '../schemas/envelope.js'
-import { RecordSchema, type JsonValue } from '../schemas/record.js'
+import { OkEnvelopeSchema } from '../schemas/envelope.js'
+import { TtlChangeSchema, type JsonValue } from '../schemas/record.js'
+import { ref } from '../schemas/envelope.js'
+import { PreconditionFailedEnvelopeSchema, RecordEnvelopeSchema, StoreEnvelopeSchema } from '../schemas/responses.js'
 import { preconditionsHold } from '../lib/engines/preconditions.js'
 import type { ExpiryChange } from '../lib/engines/types.js'
 import { ForbiddenError, LimitExceededError, NotFoundError, PreconditionFailedError, PreconditionRequiredError } from '../lib/errors.js'
@@ -11,9 +13,11 @@ import { projectOf } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
 import { BadRequestError, expiryOf, hasPreconditions, notModified, preconditionsOf, sendETag } from './conditional.js'
 import {
-  ConditionalReadHeaders, ConditionalWriteHeaders, ETagHeader, KeyParams, PreconditionFailedSchema, ProjectIdParams, SetQuery, TtlBody,
-  errorResponses, keySecurity
+  ConditionalReadHeaders, ConditionalWriteHeaders, ETagHeader, KeyParams, ProjectIdParams, SetQuery,
+  namedBodyValidator, operation, response
 } from './schemas.js'
+
+const NotModified = { description: 'The copy named by If-None-Match is current; no body.', headers: ETagHeader, type: 'null' } as const
 
 export const EMPTY_BODY = 'Request body must be valid JSON or non-empty plain text'
 
@@ -68,17 +72,15 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('', {
-    schema: {
-      tags: ['store'],
+    schema: operation({
+      operationId: 'listStore',
+      tag: 'store',
       summary: 'List the whole store',
       description: 'Every key with its record. 403 unless the project\'s keys_and_values_discoverable is on.',
-      security: keySecurity,
-      params: ProjectIdParams,
-      response: {
-        200: EnvelopeSchema(Type.Record(Type.String(), RecordSchema), { system: false, description: 'Records keyed by key.' }),
-        ...errorResponses([401, 403, 404, 500])
-      }
-    }
+      access: 'project',
+      method: 'GET',
+      errors: [403]
+    }, { params: ProjectIdParams }, { 200: response(StoreEnvelopeSchema, 'Records keyed by key.') })
   }, async (request, reply) => {
     const { settings, store } = projectOf(request)
     if (!settings.security.keys_and_values_discoverable) throw new ForbiddenError('Retrieving all keys and values is disabled for this project')
@@ -88,22 +90,30 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.put('/:key', {
     bodyLimit: maxBodyBytes,
     preParsing: async (request) => { await checkWriteConditions(request, true) },
-    schema: {
-      tags: ['store'],
+    schema: operation({
+      operationId: 'setKey',
+      tag: 'store',
       summary: 'Set a key',
-      description: 'With Content-Type application/json the body is parsed and any JSON value is stored; with any other content type the body is stored as a string, verbatim. `ttl`, `expires_at` or `keep_ttl` set the expiry; without them a write clears it. If-Match / If-None-Match make the write conditional (412 when they fail, in the same atomic step as the write).',
-      security: keySecurity,
-      consumes: ['application/json', 'text/plain'],
+      description: 'With Content-Type application/json the body is parsed and any JSON value is stored; with any other content type (text/plain, application/octet-stream, none…) the body is stored as a string, decoded as UTF-8. An empty body is refused (400). `ttl`, `expires_at` or `keep_ttl` set the expiry; without them a write clears it. If-Match / If-None-Match make the write conditional (412 when they fail, in the same atomic step as the write).',
+      access: 'project',
+      method: 'PUT',
+      errors: [428, 507]
+    }, {
       params: KeyParams,
       querystring: SetQuery,
       headers: ConditionalWriteHeaders,
-      body: Type.Unknown({ description: 'The value: any JSON (application/json) or text.' }),
-      response: {
-        200: { ...EnvelopeSchema(Type.Null(), { system: false, description: 'Stored.' }), headers: ETagHeader },
-        412: PreconditionFailedSchema,
-        ...errorResponses([400, 401, 404, 413, 428, 500, 507])
+      body: {
+        description: 'The value.',
+        content: {
+          'application/json': { schema: Type.Unknown({ description: 'Any JSON value, stored as parsed.' }) },
+          'text/plain': { schema: Type.String({ minLength: 1, description: 'Text, stored verbatim as a string.' }) },
+          '*/*': { schema: Type.String({ minLength: 1, description: 'Any other body, stored as a string (decoded as UTF-8).' }) }
+        }
       }
-    }
+    }, {
+      200: response(OkEnvelopeSchema, 'Stored.', ETagHeader),
+      412: response(PreconditionFailedEnvelopeSchema, 'If-Match or If-None-Match does not hold; nothing was written.')
+    })
   }, async (request, reply) => {
     const { id, key } = request.params
     if (Buffer.byteLength(key) > maxKeyBytes) throw new LimitExceededError(`Key is longer than the maximum of ${maxKeyBytes} bytes`)
@@ -117,21 +127,20 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.put('/:key/ttl', {
+    validatorCompiler: namedBodyValidator as never,
     preParsing: async (request) => { await checkWriteConditions(request, false) },
-    schema: {
-      tags: ['store'],
+    schema: operation({
+      operationId: 'setExpiry',
+      tag: 'store',
       summary: 'Change the expiry of a key',
       description: 'Sets (`ttl` seconds from now, or `expires_at` epoch seconds) or removes (`persist: true`) the expiry of an existing key, leaving its value as it is. A revision: the key gets a new version and ETag.',
-      security: keySecurity,
-      params: KeyParams,
-      headers: ConditionalWriteHeaders,
-      body: TtlBody,
-      response: {
-        200: { ...EnvelopeSchema(RecordSchema, { system: false, description: 'The record with its new expiry.' }), headers: ETagHeader },
-        412: PreconditionFailedSchema,
-        ...errorResponses([400, 401, 404, 413, 428, 500, 507])
-      }
-    }
+      access: 'project',
+      method: 'PUT',
+      errors: [428, 507]
+    }, { params: KeyParams, headers: ConditionalWriteHeaders, body: ref(TtlChangeSchema) }, {
+      200: response(RecordEnvelopeSchema, 'The record with its new expiry.', ETagHeader),
+      412: response(PreconditionFailedEnvelopeSchema, 'If-Match or If-None-Match does not hold; nothing was changed.')
+    })
   }, async (request, reply) => {
     const { id, key } = request.params
     const body = request.body as Record<string, unknown>
@@ -151,19 +160,17 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('/:key', {
-    schema: {
-      tags: ['store'],
+    schema: operation({
+      operationId: 'getRecord',
+      tag: 'store',
       summary: 'Get a record',
       description: 'The value with its metadata. With If-None-Match naming the current ETag: 304 and no body.',
-      security: keySecurity,
-      params: KeyParams,
-      headers: ConditionalReadHeaders,
-      response: {
-        200: { ...EnvelopeSchema(RecordSchema, { system: false, description: 'The record.' }), headers: ETagHeader },
-        304: { description: 'The copy named by If-None-Match is current.', headers: ETagHeader, type: 'null' },
-        ...errorResponses([400, 401, 404, 500])
-      }
-    }
+      access: 'project',
+      method: 'GET'
+    }, { params: KeyParams, headers: ConditionalReadHeaders }, {
+      200: response(RecordEnvelopeSchema, 'The record.', ETagHeader),
+      304: NotModified
+    })
   }, async (request, reply) => {
     const { id, key } = request.params
     const { ifNoneMatch } = preconditionsOf(request)
@@ -175,27 +182,26 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('/:key/value', {
-    schema: {
-      tags: ['store'],
+    schema: operation({
+      operationId: 'getRawValue',
+      tag: 'store',
       summary: 'Get the raw value',
-      description: 'The stored value alone, not in the envelope: strings as text/plain, everything else as application/json. With If-None-Match naming the current ETag: 304 and no body.',
-      security: keySecurity,
-      produces: ['text/plain', 'application/json'],
-      params: KeyParams,
-      headers: ConditionalReadHeaders,
-      response: {
-        304: { description: 'The copy named by If-None-Match is current.', headers: ETagHeader, type: 'null' },
-        200: {
-          description: 'The raw value.',
-          headers: ETagHeader,
-          content: {
-            'text/plain': { schema: Type.String({ description: 'A string value, as stored.' }) },
-            'application/json': { schema: Type.Unknown({ description: 'Any other value, as JSON.' }) }
+      description: 'The stored value alone, not in the envelope: a string as text/plain, any other value as application/json (so a client must choose how to read the body by its Content-Type; errors are JSON envelopes as everywhere). With If-None-Match naming the current ETag: 304 and no body.',
+      access: 'project',
+      method: 'GET'
+    }, { params: KeyParams, headers: ConditionalReadHeaders }, {
+      200: {
+        description: 'The raw value.',
+        headers: ETagHeader,
+        content: {
+          'text/plain': { schema: Type.String({ description: 'A string value, as stored.' }) },
+          'application/json': {
+            schema: Type.Union([Type.Number(), Type.Boolean(), Type.Null(), Type.Object({}), Type.Array(Type.Unknown())], { description: 'Any other value, as JSON.' })
           }
-        },
-        ...errorResponses([400, 401, 404, 500])
-      }
-    }
+        }
+      },
+      304: NotModified
+    })
   }, async (request, reply) => {
     const { id, key } = request.params
     const { ifNoneMatch } = preconditionsOf(request)
@@ -210,19 +216,18 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.delete('/:key', {
     preParsing: async (request) => { await checkWriteConditions(request, false) },
-    schema: {
-      tags: ['store'],
+    schema: operation({
+      operationId: 'deleteKey',
+      tag: 'store',
       summary: 'Delete a key',
       description: 'If-Match / If-None-Match make the delete conditional (412 when they fail).',
-      security: keySecurity,
-      params: KeyParams,
-      headers: ConditionalWriteHeaders,
-      response: {
-        200: EnvelopeSchema(Type.Null(), { system: false, description: 'Deleted.' }),
-        412: PreconditionFailedSchema,
-        ...errorResponses([400, 401, 404, 428, 500, 507])
-      }
-    }
+      access: 'project',
+      method: 'DELETE',
+      errors: [428, 507]
+    }, { params: KeyParams, headers: ConditionalWriteHeaders }, {
+      200: response(OkEnvelopeSchema, 'Deleted.'),
+      412: response(PreconditionFailedEnvelopeSchema, 'If-Match or If-None-Match does not hold; nothing was deleted.')
+    })
   }, async (request, reply) => {
     const { id, key } = request.params
     if (!await projectOf(request).store.delete(key, preconditionsOf(request))) throw keyNotFound(key, id)
@@ -230,17 +235,15 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('', {
-    schema: {
-      tags: ['store'],
+    schema: operation({
+      operationId: 'clearStore',
+      tag: 'store',
       summary: 'Clear the store',
       description: 'Deletes every key of the project.',
-      security: keySecurity,
-      params: ProjectIdParams,
-      response: {
-        200: EnvelopeSchema(Type.Null(), { system: false, description: 'Cleared.' }),
-        ...errorResponses([401, 404, 500, 507])
-      }
-    }
+      access: 'project',
+      method: 'DELETE',
+      errors: [507]
+    }, { params: ProjectIdParams }, { 200: response(OkEnvelopeSchema, 'Cleared.') })
   }, async (request, reply) => {
     const { id } = request.params
     await projectOf(request).store.clear()
