@@ -6,7 +6,7 @@ import { etagOf } from '../lib/record.js'
 import { projectOf } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
 import { BadRequestError } from './conditional.js'
-import { ProjectIdParams, operation, response } from './schemas.js'
+import { ProjectIdParams, operations, response } from './schemas.js'
 
 const MAX_LIMIT = 1000
 const DEFAULT_LIMIT = 100
@@ -41,22 +41,16 @@ const ListQuery = Type.Object({
   values: Type.Optional(Type.Boolean({ default: false, description: 'Include each record\'s value.' }))
 })
 
+const op = operations('store', 'project')
+
 /** Ordered listing with cursors: registered under /api/v1/projects/:id/keys, behind the project key. */
 const keyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('onRequest', fastify.requireProjectKey)
 
   fastify.get('', {
-    schema: operation({
-      operationId: 'listKeys',
-      tag: 'store',
-      summary: 'List keys in order',
-      description: 'Keys in ascending order of their UTF-8 bytes, a page at a time. A key that exists during the whole walk appears exactly once. 403 unless keys_and_values_discoverable is on.',
-      access: 'project',
-      method: 'GET',
-      errors: [403]
-    }, { params: ProjectIdParams, querystring: ListQuery }, {
+    schema: op('GET', 'listKeys', 'List keys in order', 'Keys in ascending order of their UTF-8 bytes, a page at a time. A key that exists during the whole walk appears exactly once. 403 unless keys_and_values_discoverable is on.', { params: ProjectIdParams, querystring: ListQuery }, {
       200: response(ListingEnvelopeSchema, 'One page.', { Link: Type.String({ description: '<…&cursor=…>; rel="next", sent while more pages follow.' }) })
-    })
+    }, [403])
   }, async (request, reply) => {
     const { settings, store } = projectOf(request)
     if (!settings.security.keys_and_values_discoverable) throw new ForbiddenError('Listing the keys of this project is disabled')

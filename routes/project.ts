@@ -4,7 +4,9 @@ import { UpdateProjectSchema } from '../schemas/project.js'
 import { ProjectSettingsEnvelopeSchema } from '../schemas/responses.js'
 import { projectOf } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
-import { ProjectIdParams, operation, projectBodyParsers, registryChecksBody, response } from './schemas.js'
+import { ProjectIdParams, operations, projectBodyParsers, registryChecksBody, response } from './schemas.js'
+
+const op = operations('projects', 'project')
 
 /** One project's settings: registered under /api/v1/projects/:id, every route behind the project key. */
 const projectSettingsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -12,14 +14,7 @@ const projectSettingsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   projectBodyParsers(fastify)
 
   fastify.get('', {
-    schema: operation({
-      operationId: 'getProject',
-      tag: 'projects',
-      summary: 'Project details',
-      description: 'The project\'s settings, without keys or hashes. Needs the project key.',
-      access: 'project',
-      method: 'GET'
-    }, { params: ProjectIdParams }, { 200: response(ProjectSettingsEnvelopeSchema, 'The project\'s settings.') })
+    schema: op('GET', 'getProject', 'Project details', 'The project\'s settings, without keys or hashes. Needs the project key.', { params: ProjectIdParams }, { 200: response(ProjectSettingsEnvelopeSchema, 'The project\'s settings.') })
   }, async (request, reply) => {
     const { id } = projectOf(request)
     return respond(request, reply, 200, `Project '${id}' details fetched successfully`, fastify.kv.projectDetails(id))
@@ -27,15 +22,7 @@ const projectSettingsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.put('', {
     validatorCompiler: registryChecksBody as never,
-    schema: operation({
-      operationId: 'updateProject',
-      tag: 'projects',
-      summary: 'Update project settings',
-      description: 'Merges storage and security settings. Changing storage.on_disk takes effect at once. Authentication and id cannot be changed here.',
-      access: 'project',
-      method: 'PUT',
-      errors: [507]
-    }, { params: ProjectIdParams, body: ref(UpdateProjectSchema) }, { 200: response(OkEnvelopeSchema, 'Updated.') })
+    schema: op('PUT', 'updateProject', 'Update project settings', 'Merges storage and security settings. Changing storage.on_disk takes effect at once. Authentication and id cannot be changed here.', { params: ProjectIdParams, body: ref(UpdateProjectSchema) }, { 200: response(OkEnvelopeSchema, 'Updated.') }, [507])
   }, async (request, reply) => {
     const { id } = projectOf(request)
     await fastify.kv.updateProject(id, request.body)

@@ -4,7 +4,9 @@ import { CreateProjectSchema } from '../schemas/project.js'
 import { NewKeyEnvelopeSchema, ProjectCreatedEnvelopeSchema, ProjectListEnvelopeSchema } from '../schemas/responses.js'
 import { ForbiddenError } from '../lib/errors.js'
 import { respond } from '../plugins/envelope.js'
-import { ProjectIdParams, operation, projectBodyParsers, registryChecksBody, response } from './schemas.js'
+import { ProjectIdParams, operations, projectBodyParsers, registryChecksBody, response } from './schemas.js'
+
+const op = operations('projects', 'system')
 
 /** Managing projects: registered under /api/v1/projects, every route behind the system key. */
 const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -12,15 +14,7 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   projectBodyParsers(fastify)
 
   fastify.get('', {
-    schema: operation({
-      operationId: 'listProjects',
-      tag: 'projects',
-      summary: 'List projects',
-      description: 'Every project\'s settings keyed by id, without keys or hashes. 403 when project_discoverable is off.',
-      access: 'system',
-      method: 'GET',
-      errors: [403]
-    }, {}, { 200: response(ProjectListEnvelopeSchema, 'Projects keyed by id.') })
+    schema: op('GET', 'listProjects', 'List projects', 'Every project\'s settings keyed by id, without keys or hashes. 403 when project_discoverable is off.', {}, { 200: response(ProjectListEnvelopeSchema, 'Projects keyed by id.') }, [403])
   }, async (request, reply) => {
     if (!fastify.kv.projectDiscoverable) throw new ForbiddenError('Project listing is disabled')
     return respond(request, reply, 200, 'Project listing fetched successfully', fastify.kv.listProjects())
@@ -28,15 +22,7 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('', {
     validatorCompiler: registryChecksBody as never,
-    schema: operation({
-      operationId: 'createProject',
-      tag: 'projects',
-      summary: 'Create a project',
-      description: 'Creates a project with its own key (returned once) and store. Omitted settings take the defaults.',
-      access: 'system',
-      method: 'POST',
-      errors: [507]
-    }, { body: ref(CreateProjectSchema) }, { 201: response(ProjectCreatedEnvelopeSchema, 'Created; data holds the new key when authentication is on.') })
+    schema: op('POST', 'createProject', 'Create a project', 'Creates a project with its own key (returned once) and store. Omitted settings take the defaults.', { body: ref(CreateProjectSchema) }, { 201: response(ProjectCreatedEnvelopeSchema, 'Created; data holds the new key when authentication is on.') }, [507])
   }, async (request, reply) => {
     const key = await fastify.kv.createProject(request.body)
     return key === null
@@ -45,15 +31,7 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/:id/config/regenerate-api-key', {
-    schema: operation({
-      operationId: 'regenerateProjectKey',
-      tag: 'projects',
-      summary: 'Regenerate a project key',
-      description: 'Issues a new project key; the old one stops working at once.',
-      access: 'system',
-      method: 'POST',
-      errors: [404, 409, 507]
-    }, { params: ProjectIdParams }, { 200: response(NewKeyEnvelopeSchema, 'The new key, shown only here.') })
+    schema: op('POST', 'regenerateProjectKey', 'Regenerate a project key', 'Issues a new project key; the old one stops working at once.', { params: ProjectIdParams }, { 200: response(NewKeyEnvelopeSchema, 'The new key, shown only here.') }, [404, 409, 507])
   }, async (request, reply) => {
     const { id } = request.params
     const key = await fastify.kv.regenerateKey(id)
@@ -61,15 +39,7 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/:id', {
-    schema: operation({
-      operationId: 'deleteProject',
-      tag: 'projects',
-      summary: 'Delete a project',
-      description: 'Removes the project, its settings and its files.',
-      access: 'system',
-      method: 'DELETE',
-      errors: [404, 507]
-    }, { params: ProjectIdParams }, { 200: response(SystemOkEnvelopeSchema, 'Deleted.') })
+    schema: op('DELETE', 'deleteProject', 'Delete a project', 'Removes the project, its settings and its files.', { params: ProjectIdParams }, { 200: response(SystemOkEnvelopeSchema, 'Deleted.') }, [404, 507])
   }, async (request, reply) => {
     const { id } = request.params
     await fastify.kv.deleteProject(id)

@@ -125,6 +125,16 @@ export interface OperationInfo {
   errors?: number[]
 }
 
+/**
+ * operation() for the routes of one file, which share a tag and an access:
+ * `op(method, operationId, summary, description, parts, responses, errors)`.
+ */
+export function operations (tag: OperationInfo['tag'], access: Access) {
+  return <const P extends object, const R extends Record<number, unknown>> (
+    method: OperationInfo['method'], operationId: string, summary: string, description: string, parts: P, responses: R, errors: number[] = []
+  ) => operation({ operationId, tag, summary, description, access, method, errors }, parts, responses)
+}
+
 /** A described response: a named schema, with this operation's description and headers. */
 export function response<T extends TSchema> (schema: T, description: string, headers?: ResponseHeaders): TUnsafe<Static<T>> & { headers?: ResponseHeaders } {
   return { ...ref(schema, { description }), ...(headers === undefined ? {} : { headers }) }

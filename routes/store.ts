@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { OkEnvelopeSchema } from '../schemas/envelope.js'
-import { TtlChangeSchema, type JsonValue } from '../schemas/record.js'
+import { TtlChangeSchema, type JsonValue, type KvRecord } from '../schemas/record.js'
 import { ref } from '../schemas/envelope.js'
 import { PreconditionFailedEnvelopeSchema, RecordEnvelopeSchema, StoreEnvelopeSchema } from '../schemas/responses.js'
 import { preconditionsHold } from '../lib/engines/preconditions.js'
@@ -14,7 +14,7 @@ import { respond } from '../plugins/envelope.js'
 import { BadRequestError, expiryOf, hasPreconditions, notModified, preconditionsOf, sendETag } from './conditional.js'
 import {
   ConditionalReadHeaders, ConditionalWriteHeaders, ETagHeader, KeyParams, ProjectIdParams, SetQuery,
-  namedBodyValidator, operation, response
+  namedBodyValidator, operations, response
 } from './schemas.js'
 
 const NotModified = { description: 'The copy named by If-None-Match is current; no body.', headers: ETagHeader, type: 'null' } as const
@@ -47,6 +47,21 @@ async function checkWriteConditions (request: FastifyRequest, expiry: boolean): 
   if (!preconditionsHold(pre, etag)) throw new PreconditionFailedError(key, etag)
 }
 
+const op = operations('store', 'project')
+
+/**
+ * The record a GET of a key answers with, its ETag sent; null when
+ * If-None-Match names the current ETag (answer 304). 404 when there is none.
+ */
+async function readForGet (request: FastifyRequest, reply: FastifyReply): Promise<KvRecord | null> {
+  const { id, key } = request.params as { id: string, key: string }
+  const { ifNoneMatch } = preconditionsOf(request)
+  const record = await projectOf(request).store.get(key)
+  if (record === undefined) throw keyNotFound(key, id)
+  sendETag(reply, record)
+  return notModified(ifNoneMatch, record) ? null : record
+}
+
 /** A project's keys and values: registered under /api/v1/projects/:id/store, every route behind the project key. */
 const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { maxKeyBytes, maxBodyBytes } = fastify.kvConfig.settings
@@ -72,15 +87,7 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('', {
-    schema: operation({
-      operationId: 'listStore',
-      tag: 'store',
-      summary: 'List the whole store',
-      description: 'Every key with its record. 403 unless the project\'s keys_and_values_discoverable is on.',
-      access: 'project',
-      method: 'GET',
-      errors: [403]
-    }, { params: ProjectIdParams }, { 200: response(StoreEnvelopeSchema, 'Records keyed by key.') })
+    schema: op('GET', 'listStore', 'List the whole store', 'Every key with its record. 403 unless the project\'s keys_and_values_discoverable is on.', { params: ProjectIdParams }, { 200: response(StoreEnvelopeSchema, 'Records keyed by key.') }, [403])
   }, async (request, reply) => {
     const { settings, store } = projectOf(request)
     if (!settings.security.keys_and_values_discoverable) throw new ForbiddenError('Retrieving all keys and values is disabled for this project')
@@ -90,15 +97,7 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.put('/:key', {
     bodyLimit: maxBodyBytes,
     preParsing: async (request) => { await checkWriteConditions(request, true) },
-    schema: operation({
-      operationId: 'setKey',
-      tag: 'store',
-      summary: 'Set a key',
-      description: 'With Content-Type application/json the body is parsed and any JSON value is stored; with any other content type (text/plain, application/octet-stream, none…) the body is stored as a string, decoded as UTF-8. An empty body is refused (400). `ttl`, `expires_at` or `keep_ttl` set the expiry; without them a write clears it. If-Match / If-None-Match make the write conditional (412 when they fail, in the same atomic step as the write).',
-      access: 'project',
-      method: 'PUT',
-      errors: [428, 507]
-    }, {
+    schema: op('PUT', 'setKey', 'Set a key', 'With Content-Type application/json the body is parsed and any JSON value is stored; with any other content type (text/plain, application/octet-stream, none…) the body is stored as a string, decoded as UTF-8. An empty body is refused (400). `ttl`, `expires_at` or `keep_ttl` set the expiry; without them a write clears it. If-Match / If-None-Match make the write conditional (412 when they fail, in the same atomic step as the write).', {
       params: KeyParams,
       querystring: SetQuery,
       headers: ConditionalWriteHeaders,
@@ -113,7 +112,7 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }, {
       200: response(OkEnvelopeSchema, 'Stored.', ETagHeader),
       412: response(PreconditionFailedEnvelopeSchema, 'If-Match or If-None-Match does not hold; nothing was written.')
-    })
+    }, [428, 507])
   }, async (request, reply) => {
     const { id, key } = request.params
     if (Buffer.byteLength(key) > maxKeyBytes) throw new LimitExceededError(`Key is longer than the maximum of ${maxKeyBytes} bytes`)
@@ -129,18 +128,10 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.put('/:key/ttl', {
     validatorCompiler: namedBodyValidator as never,
     preParsing: async (request) => { await checkWriteConditions(request, false) },
-    schema: operation({
-      operationId: 'setExpiry',
-      tag: 'store',
-      summary: 'Change the expiry of a key',
-      description: 'Sets (`ttl` seconds from now, or `expires_at` epoch seconds) or removes (`persist: true`) the expiry of an existing key, leaving its value as it is. A revision: the key gets a new version and ETag.',
-      access: 'project',
-      method: 'PUT',
-      errors: [428, 507]
-    }, { params: KeyParams, headers: ConditionalWriteHeaders, body: ref(TtlChangeSchema) }, {
+    schema: op('PUT', 'setExpiry', 'Change the expiry of a key', 'Sets (`ttl` seconds from now, or `expires_at` epoch seconds) or removes (`persist: true`) the expiry of an existing key, leaving its value as it is. A revision: the key gets a new version and ETag.', { params: KeyParams, headers: ConditionalWriteHeaders, body: ref(TtlChangeSchema) }, {
       200: response(RecordEnvelopeSchema, 'The record with its new expiry.', ETagHeader),
       412: response(PreconditionFailedEnvelopeSchema, 'If-Match or If-None-Match does not hold; nothing was changed.')
-    })
+    }, [428, 507])
   }, async (request, reply) => {
     const { id, key } = request.params
     const body = request.body as Record<string, unknown>
@@ -160,36 +151,19 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('/:key', {
-    schema: operation({
-      operationId: 'getRecord',
-      tag: 'store',
-      summary: 'Get a record',
-      description: 'The value with its metadata. With If-None-Match naming the current ETag: 304 and no body.',
-      access: 'project',
-      method: 'GET'
-    }, { params: KeyParams, headers: ConditionalReadHeaders }, {
+    schema: op('GET', 'getRecord', 'Get a record', 'The value with its metadata. With If-None-Match naming the current ETag: 304 and no body.', { params: KeyParams, headers: ConditionalReadHeaders }, {
       200: response(RecordEnvelopeSchema, 'The record.', ETagHeader),
       304: NotModified
     })
   }, async (request, reply) => {
     const { id, key } = request.params
-    const { ifNoneMatch } = preconditionsOf(request)
-    const record = await projectOf(request).store.get(key)
-    if (record === undefined) throw keyNotFound(key, id)
-    sendETag(reply, record)
-    if (notModified(ifNoneMatch, record)) return await reply.code(304).send()
+    const record = await readForGet(request, reply)
+    if (record === null) return await reply.code(304).send()
     return respond(request, reply, 200, `Key '${key}' fetched successfully from project '${id}' store`, record)
   })
 
   fastify.get('/:key/value', {
-    schema: operation({
-      operationId: 'getRawValue',
-      tag: 'store',
-      summary: 'Get the raw value',
-      description: 'The stored value alone, not in the envelope: a string as text/plain, any other value as application/json (so a client must choose how to read the body by its Content-Type; errors are JSON envelopes as everywhere). With If-None-Match naming the current ETag: 304 and no body.',
-      access: 'project',
-      method: 'GET'
-    }, { params: KeyParams, headers: ConditionalReadHeaders }, {
+    schema: op('GET', 'getRawValue', 'Get the raw value', 'The stored value alone, not in the envelope: a string as text/plain, any other value as application/json (so a client must choose how to read the body by its Content-Type; errors are JSON envelopes as everywhere). With If-None-Match naming the current ETag: 304 and no body.', { params: KeyParams, headers: ConditionalReadHeaders }, {
       200: {
         description: 'The raw value.',
         headers: ETagHeader,
@@ -203,12 +177,8 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       304: NotModified
     })
   }, async (request, reply) => {
-    const { id, key } = request.params
-    const { ifNoneMatch } = preconditionsOf(request)
-    const record = await projectOf(request).store.get(key)
-    if (record === undefined) throw keyNotFound(key, id)
-    sendETag(reply, record)
-    if (notModified(ifNoneMatch, record)) return await reply.code(304).send()
+    const record = await readForGet(request, reply)
+    if (record === null) return await reply.code(304).send()
     reply.header('x-content-type-options', 'nosniff')
     if (typeof record.value === 'string') return await reply.type('text/plain; charset=utf-8').send(record.value)
     return await reply.type('application/json; charset=utf-8').send(JSON.stringify(record.value))
@@ -216,18 +186,10 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.delete('/:key', {
     preParsing: async (request) => { await checkWriteConditions(request, false) },
-    schema: operation({
-      operationId: 'deleteKey',
-      tag: 'store',
-      summary: 'Delete a key',
-      description: 'If-Match / If-None-Match make the delete conditional (412 when they fail).',
-      access: 'project',
-      method: 'DELETE',
-      errors: [428, 507]
-    }, { params: KeyParams, headers: ConditionalWriteHeaders }, {
+    schema: op('DELETE', 'deleteKey', 'Delete a key', 'If-Match / If-None-Match make the delete conditional (412 when they fail).', { params: KeyParams, headers: ConditionalWriteHeaders }, {
       200: response(OkEnvelopeSchema, 'Deleted.'),
       412: response(PreconditionFailedEnvelopeSchema, 'If-Match or If-None-Match does not hold; nothing was deleted.')
-    })
+    }, [428, 507])
   }, async (request, reply) => {
     const { id, key } = request.params
     if (!await projectOf(request).store.delete(key, preconditionsOf(request))) throw keyNotFound(key, id)
@@ -235,15 +197,7 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('', {
-    schema: operation({
-      operationId: 'clearStore',
-      tag: 'store',
-      summary: 'Clear the store',
-      description: 'Deletes every key of the project.',
-      access: 'project',
-      method: 'DELETE',
-      errors: [507]
-    }, { params: ProjectIdParams }, { 200: response(OkEnvelopeSchema, 'Cleared.') })
+    schema: op('DELETE', 'clearStore', 'Clear the store', 'Deletes every key of the project.', { params: ProjectIdParams }, { 200: response(OkEnvelopeSchema, 'Cleared.') }, [507])
   }, async (request, reply) => {
     const { id } = request.params
     await projectOf(request).store.clear()

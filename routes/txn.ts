@@ -7,7 +7,9 @@ import { PreconditionRequiredError } from '../lib/errors.js'
 import { projectOf } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
 import { BadRequestError, expiryOf } from './conditional.js'
-import { ProjectIdParams, namedBodyValidator, operation, projectBodyParsers, response } from './schemas.js'
+import { ProjectIdParams, namedBodyValidator, operations, projectBodyParsers, response } from './schemas.js'
+
+const op = operations('store', 'project')
 
 /** Atomic transactions: registered under /api/v1/projects/:id/txn, behind the project key. */
 const txnRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -17,18 +19,10 @@ const txnRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('', {
     validatorCompiler: namedBodyValidator as never,
-    schema: operation({
-      operationId: 'runTransaction',
-      tag: 'store',
-      summary: 'Run a transaction',
-      description: 'Checks first, against the state before; when all hold, the ops apply in order (a get sees earlier ops) as one revision, all or nothing. A transaction of get ops only is a consistent batch read.',
-      access: 'project',
-      method: 'POST',
-      errors: [428, 507]
-    }, { params: ProjectIdParams, body: ref(TxnRequestSchema) }, {
+    schema: op('POST', 'runTransaction', 'Run a transaction', 'Checks first, against the state before; when all hold, the ops apply in order (a get sees earlier ops) as one revision, all or nothing. A transaction of get ops only is a consistent batch read.', { params: ProjectIdParams, body: ref(TxnRequestSchema) }, {
       200: response(TxnEnvelopeSchema, 'Applied.'),
       409: response(TxnFailedEnvelopeSchema, 'Some checks failed; nothing was applied.')
-    })
+    }, [428, 507])
   }, async (request, reply) => {
     const { settings, store } = projectOf(request)
     const checks = (request.body.checks ?? []) as TxnCheck[]
