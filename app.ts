@@ -21,6 +21,7 @@ import projectRoutes from './routes/projects.js'
 import statusRoutes from './routes/status.js'
 import storeRoutes from './routes/store.js'
 import txnRoutes from './routes/txn.js'
+import { addNamedSchemas } from './routes/schemas.js'
 
 export interface AppOptions {
   /** Path of config.json; default SIMPLE_KV_CONFIG, else ./config.json. */
@@ -141,6 +142,7 @@ const emptySegmentNotFound: onRequestHookHandler = function (request, reply, don
 /** The whole service as one plugin. Register it with a prefix to embed it in another Fastify app. */
 const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
   fastify.setValidatorCompiler(TypeBoxValidatorCompiler)
+  addNamedSchemas(fastify)
   await fastify.register(sensible)
   await fastify.register(configPlugin, opts)
   await fastify.register(storagePlugin, opts)

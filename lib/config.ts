@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { Mutex } from 'async-mutex'
 import { ConfigSchema, PROJECT_ID_PATTERN, type AuthenticationConfig, type Durability, type KvConfig, type ProjectConfig } from '../schemas/config.js'
@@ -186,14 +186,27 @@ export class ConfigStore {
     try {
       text = await readFile(path, 'utf8')
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      // ENOTDIR: a part of the path is a file; creating the folder below says which.
+      const code = (err as NodeJS.ErrnoException).code
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') {
         throw new ConfigError(`Cannot read config file ${path}: ${(err as Error).message}`)
       }
       text = null
     }
     if (text === null) {
-      const store = new ConfigStore(path, dirname(path), defaultConfig())
-      await store.#write(store.#config)
+      // The file holds keys: a folder made for it is private to the owner.
+      const folder = dirname(path)
+      try {
+        await mkdir(folder, { recursive: true, mode: 0o700 })
+      } catch (err) {
+        throw new ConfigError(`Cannot create folder ${folder} for config file ${path}: ${(err as Error).message}`)
+      }
+      const store = new ConfigStore(path, folder, defaultConfig())
+      try {
+        await store.#write(store.#config)
+      } catch (err) {
+        throw new ConfigError(`Cannot create config file ${path}: ${(err as Error).message}`)
+      }
       return { store, created: true }
     }
     let parsed: unknown

@@ -1,13 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { EnvelopeSchema } from '../schemas/envelope.js'
-import { JsonTypeSchema } from '../schemas/record.js'
+import { ListingEnvelopeSchema } from '../schemas/listing.js'
 import { ForbiddenError } from '../lib/errors.js'
 import { etagOf } from '../lib/record.js'
 import { projectOf } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
 import { BadRequestError } from './conditional.js'
-import { ProjectIdParams, errorResponses, keySecurity } from './schemas.js'
+import { ProjectIdParams, operations, response } from './schemas.js'
 
 const MAX_LIMIT = 1000
 const DEFAULT_LIMIT = 100
@@ -42,23 +41,7 @@ const ListQuery = Type.Object({
   values: Type.Optional(Type.Boolean({ default: false, description: 'Include each record\'s value.' }))
 })
 
-const ItemSchema = Type.Object({
-  key: Type.String(),
-  etag: Type.String({ description: 'The key\'s ETag, quotes included.' }),
-  version: Type.Integer(),
-  created_at: Type.Integer(),
-  updated_at: Type.Integer(),
-  size_bytes: Type.Integer(),
-  type: JsonTypeSchema,
-  expires_at: Type.Union([Type.Number(), Type.Null()]),
-  value: Type.Optional(Type.Unknown({ description: 'Present with values=true.' }))
-})
-
-const PageSchema = Type.Object({
-  items: Type.Array(ItemSchema),
-  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next page; null: the listing is complete.' }),
-  rev: Type.Integer({ description: 'The project revision when the first page of this walk was read.' })
-})
+const op = operations('store', 'project')
 
 /** Ordered listing with cursors: registered under /api/v1/projects/:id/keys, behind the project key. */
 const keyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -69,21 +52,9 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     preValidation: async (request) => {
       if (!projectOf(request).settings.security.keys_and_values_discoverable) throw new ForbiddenError('Listing the keys of this project is disabled')
     },
-    schema: {
-      tags: ['store'],
-      summary: 'List keys in order',
-      description: 'Keys in ascending order of their UTF-8 bytes, a page at a time. A key that exists during the whole walk appears exactly once. 403 unless keys_and_values_discoverable is on.',
-      security: keySecurity,
-      params: ProjectIdParams,
-      querystring: ListQuery,
-      response: {
-        200: {
-          ...EnvelopeSchema(PageSchema, { system: false, description: 'One page.' }),
-          headers: Type.Object({ link: Type.Optional(Type.String({ description: '<…&cursor=…>; rel="next" while more pages follow.' })) })
-        },
-        ...errorResponses([400, 401, 403, 404, 500])
-      }
-    }
+    schema: op('GET', 'listKeys', 'List keys in order', 'Keys in ascending order of their UTF-8 bytes, a page at a time. A key that exists during the whole walk appears exactly once. 403 unless keys_and_values_discoverable is on.', { params: ProjectIdParams, querystring: ListQuery }, {
+      200: response(ListingEnvelopeSchema, 'One page.', { Link: Type.String({ description: '<…&cursor=…>; rel="next", sent while more pages follow.' }) })
+    }, [403])
   }, async (request, reply) => {
     const { settings, store } = projectOf(request)
     const { prefix = '', limit = DEFAULT_LIMIT, values = false } = request.query

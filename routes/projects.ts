@@ -1,10 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type } from '@sinclair/typebox'
-import { EnvelopeSchema } from '../schemas/envelope.js'
-import { CreateProjectSchema, NewKeySchema, ProjectSettingsSchema } from '../schemas/project.js'
+import { SystemOkEnvelopeSchema, ref } from '../schemas/envelope.js'
+import { CreateProjectSchema } from '../schemas/project.js'
+import { NewKeyEnvelopeSchema, ProjectCreatedEnvelopeSchema, ProjectListEnvelopeSchema } from '../schemas/responses.js'
 import { ForbiddenError } from '../lib/errors.js'
 import { respond } from '../plugins/envelope.js'
-import { ProjectIdParams, errorResponses, keySecurity, projectBodyParsers, registryChecksBody } from './schemas.js'
+import { ProjectIdParams, operations, projectBodyParsers, registryChecksBody, response } from './schemas.js'
+
+const op = operations('projects', 'system')
 
 /** Managing projects: registered under /api/v1/projects, every route behind the system key. */
 const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -12,16 +14,7 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   projectBodyParsers(fastify)
 
   fastify.get('', {
-    schema: {
-      tags: ['projects'],
-      summary: 'List projects',
-      description: 'Every project\'s settings keyed by id, without keys or hashes. 403 when project_discoverable is off.',
-      security: keySecurity,
-      response: {
-        200: EnvelopeSchema(Type.Record(Type.String(), ProjectSettingsSchema), { system: true, description: 'Projects keyed by id.' }),
-        ...errorResponses([401, 403, 500], true)
-      }
-    }
+    schema: op('GET', 'listProjects', 'List projects', 'Every project\'s settings keyed by id, without keys or hashes. 403 when project_discoverable is off.', {}, { 200: response(ProjectListEnvelopeSchema, 'Projects keyed by id.') }, [403])
   }, async (request, reply) => {
     if (!fastify.kv.projectDiscoverable) throw new ForbiddenError('Project listing is disabled')
     return respond(request, reply, 200, 'Project listing fetched successfully', fastify.kv.listProjects())
@@ -29,17 +22,7 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('', {
     validatorCompiler: registryChecksBody as never,
-    schema: {
-      tags: ['projects'],
-      summary: 'Create a project',
-      description: 'Creates a project with its own key (returned once) and store. Omitted settings take the defaults.',
-      security: keySecurity,
-      body: CreateProjectSchema,
-      response: {
-        201: EnvelopeSchema(Type.Union([NewKeySchema, Type.Null()]), { system: true, description: 'Created; data holds the new key when authentication is on.' }),
-        ...errorResponses([400, 401, 413, 500, 507], true)
-      }
-    }
+    schema: op('POST', 'createProject', 'Create a project', 'Creates a project with its own key (returned once) and store. Omitted settings take the defaults.', { body: ref(CreateProjectSchema) }, { 201: response(ProjectCreatedEnvelopeSchema, 'Created; data holds the new key when authentication is on.') }, [507])
   }, async (request, reply) => {
     const key = await fastify.kv.createProject(request.body)
     return key === null
@@ -48,17 +31,7 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/:id/config/regenerate-api-key', {
-    schema: {
-      tags: ['projects'],
-      summary: 'Regenerate a project key',
-      description: 'Issues a new project key; the old one stops working at once.',
-      security: keySecurity,
-      params: ProjectIdParams,
-      response: {
-        200: EnvelopeSchema(NewKeySchema, { system: true, description: 'The new key, shown only here.' }),
-        ...errorResponses([401, 404, 409, 500, 507], true)
-      }
-    }
+    schema: op('POST', 'regenerateProjectKey', 'Regenerate a project key', 'Issues a new project key; the old one stops working at once.', { params: ProjectIdParams }, { 200: response(NewKeyEnvelopeSchema, 'The new key, shown only here.') }, [404, 409, 507])
   }, async (request, reply) => {
     const { id } = request.params
     const key = await fastify.kv.regenerateKey(id)
@@ -66,17 +39,7 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/:id', {
-    schema: {
-      tags: ['projects'],
-      summary: 'Delete a project',
-      description: 'Removes the project, its settings and its files.',
-      security: keySecurity,
-      params: ProjectIdParams,
-      response: {
-        200: EnvelopeSchema(Type.Null(), { system: true, description: 'Deleted.' }),
-        ...errorResponses([401, 404, 500, 507], true)
-      }
-    }
+    schema: op('DELETE', 'deleteProject', 'Delete a project', 'Removes the project, its settings and its files.', { params: ProjectIdParams }, { 200: response(SystemOkEnvelopeSchema, 'Deleted.') }, [404, 507])
   }, async (request, reply) => {
     const { id } = request.params
     await fastify.kv.deleteProject(id)

@@ -1,8 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import type { FastifyRequest } from 'fastify'
-import { EnvelopeSchema } from '../schemas/envelope.js'
-import { RecordSchema, type JsonValue } from '../schemas/record.js'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { OkEnvelopeSchema } from '../schemas/envelope.js'
+import { TtlChangeSchema, type JsonValue, type KvRecord } from '../schemas/record.js'
+import { ref } from '../schemas/envelope.js'
+import { PreconditionFailedEnvelopeSchema, RecordEnvelopeSchema, StoreEnvelopeSchema } from '../schemas/responses.js'
 import { preconditionsHold } from '../lib/engines/preconditions.js'
 import type { ExpiryChange } from '../lib/engines/types.js'
 import { ForbiddenError, LimitExceededError, NotFoundError, PreconditionFailedError, PreconditionRequiredError } from '../lib/errors.js'
@@ -12,9 +14,11 @@ import { projectOf } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
 import { BadRequestError, expiryOf, hasPreconditions, notModified, preconditionsOf, sendETag } from './conditional.js'
 import {
-  ConditionalReadHeaders, ConditionalWriteHeaders, ETagHeader, KeyParams, PreconditionFailedSchema, ProjectIdParams, SetQuery, TtlBody,
-  errorResponses, keySecurity
+  ConditionalReadHeaders, ConditionalWriteHeaders, ETagHeader, KeyParams, ProjectIdParams, SetQuery,
+  namedBodyValidator, operations, response
 } from './schemas.js'
+
+const NotModified = { description: 'The copy named by If-None-Match is current; no body.', headers: ETagHeader, type: 'null' } as const
 
 export const EMPTY_BODY = 'Request body must be valid JSON or non-empty plain text'
 
@@ -42,6 +46,21 @@ async function checkWriteConditions (request: FastifyRequest, expiry: boolean): 
   const current = await store.get(key)
   const etag = current === undefined ? null : etagOf(current)
   if (!preconditionsHold(pre, etag)) throw new PreconditionFailedError(key, etag)
+}
+
+const op = operations('store', 'project')
+
+/**
+ * The record a GET of a key answers with, its ETag sent; null when
+ * If-None-Match names the current ETag (answer 304). 404 when there is none.
+ */
+async function readForGet (request: FastifyRequest, reply: FastifyReply): Promise<KvRecord | null> {
+  const { id, key } = request.params as { id: string, key: string }
+  const { ifNoneMatch } = preconditionsOf(request)
+  const record = await projectOf(request).store.get(key)
+  if (record === undefined) throw keyNotFound(key, id)
+  sendETag(reply, record)
+  return notModified(ifNoneMatch, record) ? null : record
 }
 
 /** A project's keys and values: registered under /api/v1/projects/:id/store, every route behind the project key. */
@@ -74,17 +93,7 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('', {
-    schema: {
-      tags: ['store'],
-      summary: 'List the whole store',
-      description: 'Every key with its record. 403 unless the project\'s keys_and_values_discoverable is on.',
-      security: keySecurity,
-      params: ProjectIdParams,
-      response: {
-        200: EnvelopeSchema(Type.Record(Type.String(), RecordSchema), { system: false, description: 'Records keyed by key.' }),
-        ...errorResponses([401, 403, 404, 500])
-      }
-    }
+    schema: op('GET', 'listStore', 'List the whole store', 'Every key with its record. 403 unless the project\'s keys_and_values_discoverable is on.', { params: ProjectIdParams }, { 200: response(StoreEnvelopeSchema, 'Records keyed by key.') }, [403])
   }, async (request, reply) => {
     const { settings, store } = projectOf(request)
     if (!settings.security.keys_and_values_discoverable) throw new ForbiddenError('Retrieving all keys and values is disabled for this project')
@@ -94,22 +103,22 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.put('/:key', {
     bodyLimit: maxBodyBytes,
     preParsing: async (request) => { await checkWriteConditions(request, true) },
-    schema: {
-      tags: ['store'],
-      summary: 'Set a key',
-      description: 'With Content-Type application/json the body is parsed and any JSON value is stored; with any other content type the body is stored as a string, verbatim. `ttl`, `expires_at` or `keep_ttl` set the expiry; without them a write clears it. If-Match / If-None-Match make the write conditional (412 when they fail, in the same atomic step as the write).',
-      security: keySecurity,
-      consumes: ['application/json', 'text/plain'],
+    schema: op('PUT', 'setKey', 'Set a key', 'With Content-Type application/json the body is parsed and any JSON value is stored; with any other content type (text/plain, application/octet-stream, none…) the body is stored as a string, decoded as UTF-8. An empty body is refused (400). `ttl`, `expires_at` or `keep_ttl` set the expiry; without them a write clears it. If-Match / If-None-Match make the write conditional (412 when they fail, in the same atomic step as the write).', {
       params: KeyParams,
       querystring: SetQuery,
       headers: ConditionalWriteHeaders,
-      body: Type.Unknown({ description: 'The value: any JSON (application/json) or text.' }),
-      response: {
-        200: { ...EnvelopeSchema(Type.Null(), { system: false, description: 'Stored.' }), headers: ETagHeader },
-        412: PreconditionFailedSchema,
-        ...errorResponses([400, 401, 404, 413, 428, 500, 507])
+      body: {
+        description: 'The value.',
+        content: {
+          'application/json': { schema: Type.Unknown({ description: 'Any JSON value, stored as parsed.' }) },
+          'text/plain': { schema: Type.String({ minLength: 1, description: 'Text, stored verbatim as a string.' }) },
+          '*/*': { schema: Type.String({ minLength: 1, description: 'Any other body, stored as a string (decoded as UTF-8).' }) }
+        }
       }
-    }
+    }, {
+      200: response(OkEnvelopeSchema, 'Stored.', ETagHeader),
+      412: response(PreconditionFailedEnvelopeSchema, 'If-Match or If-None-Match does not hold; nothing was written.')
+    }, [428, 507])
   }, async (request, reply) => {
     const { id, key } = request.params
     if (Buffer.byteLength(key) > maxKeyBytes) throw new LimitExceededError(`Key is longer than the maximum of ${maxKeyBytes} bytes`)
@@ -123,21 +132,12 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.put('/:key/ttl', {
+    validatorCompiler: namedBodyValidator as never,
     preParsing: async (request) => { await checkWriteConditions(request, false) },
-    schema: {
-      tags: ['store'],
-      summary: 'Change the expiry of a key',
-      description: 'Sets (`ttl` seconds from now, or `expires_at` epoch seconds) or removes (`persist: true`) the expiry of an existing key, leaving its value as it is. A revision: the key gets a new version and ETag.',
-      security: keySecurity,
-      params: KeyParams,
-      headers: ConditionalWriteHeaders,
-      body: TtlBody,
-      response: {
-        200: { ...EnvelopeSchema(RecordSchema, { system: false, description: 'The record with its new expiry.' }), headers: ETagHeader },
-        412: PreconditionFailedSchema,
-        ...errorResponses([400, 401, 404, 413, 428, 500, 507])
-      }
-    }
+    schema: op('PUT', 'setExpiry', 'Change the expiry of a key', 'Sets (`ttl` seconds from now, or `expires_at` epoch seconds) or removes (`persist: true`) the expiry of an existing key, leaving its value as it is. A revision: the key gets a new version and ETag.', { params: KeyParams, headers: ConditionalWriteHeaders, body: ref(TtlChangeSchema) }, {
+      200: response(RecordEnvelopeSchema, 'The record with its new expiry.', ETagHeader),
+      412: response(PreconditionFailedEnvelopeSchema, 'If-Match or If-None-Match does not hold; nothing was changed.')
+    }, [428, 507])
   }, async (request, reply) => {
     const { id, key } = request.params
     const body = request.body as Record<string, unknown>
@@ -157,58 +157,34 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('/:key', {
-    schema: {
-      tags: ['store'],
-      summary: 'Get a record',
-      description: 'The value with its metadata. With If-None-Match naming the current ETag: 304 and no body.',
-      security: keySecurity,
-      params: KeyParams,
-      headers: ConditionalReadHeaders,
-      response: {
-        200: { ...EnvelopeSchema(RecordSchema, { system: false, description: 'The record.' }), headers: ETagHeader },
-        304: { description: 'The copy named by If-None-Match is current.', headers: ETagHeader, type: 'null' },
-        ...errorResponses([400, 401, 404, 500])
-      }
-    }
+    schema: op('GET', 'getRecord', 'Get a record', 'The value with its metadata. With If-None-Match naming the current ETag: 304 and no body.', { params: KeyParams, headers: ConditionalReadHeaders }, {
+      200: response(RecordEnvelopeSchema, 'The record.', ETagHeader),
+      304: NotModified
+    })
   }, async (request, reply) => {
     const { id, key } = request.params
-    const { ifNoneMatch } = preconditionsOf(request)
-    const record = await projectOf(request).store.get(key)
-    if (record === undefined) throw keyNotFound(key, id)
-    sendETag(reply, record)
-    if (notModified(ifNoneMatch, record)) return await reply.code(304).send()
+    const record = await readForGet(request, reply)
+    if (record === null) return await reply.code(304).send()
     return respond(request, reply, 200, `Key '${key}' fetched successfully from project '${id}' store`, record)
   })
 
   fastify.get('/:key/value', {
-    schema: {
-      tags: ['store'],
-      summary: 'Get the raw value',
-      description: 'The stored value alone, not in the envelope: strings as text/plain, everything else as application/json. With If-None-Match naming the current ETag: 304 and no body.',
-      security: keySecurity,
-      produces: ['text/plain', 'application/json'],
-      params: KeyParams,
-      headers: ConditionalReadHeaders,
-      response: {
-        304: { description: 'The copy named by If-None-Match is current.', headers: ETagHeader, type: 'null' },
-        200: {
-          description: 'The raw value.',
-          headers: ETagHeader,
-          content: {
-            'text/plain': { schema: Type.String({ description: 'A string value, as stored.' }) },
-            'application/json': { schema: Type.Unknown({ description: 'Any other value, as JSON.' }) }
+    schema: op('GET', 'getRawValue', 'Get the raw value', 'The stored value alone, not in the envelope: a string as text/plain, any other value as application/json (so a client must choose how to read the body by its Content-Type; errors are JSON envelopes as everywhere). With If-None-Match naming the current ETag: 304 and no body.', { params: KeyParams, headers: ConditionalReadHeaders }, {
+      200: {
+        description: 'The raw value.',
+        headers: ETagHeader,
+        content: {
+          'text/plain': { schema: Type.String({ description: 'A string value, as stored.' }) },
+          'application/json': {
+            schema: Type.Union([Type.Number(), Type.Boolean(), Type.Null(), Type.Object({}), Type.Array(Type.Unknown())], { description: 'Any other value, as JSON.' })
           }
-        },
-        ...errorResponses([400, 401, 404, 500])
-      }
-    }
+        }
+      },
+      304: NotModified
+    })
   }, async (request, reply) => {
-    const { id, key } = request.params
-    const { ifNoneMatch } = preconditionsOf(request)
-    const record = await projectOf(request).store.get(key)
-    if (record === undefined) throw keyNotFound(key, id)
-    sendETag(reply, record)
-    if (notModified(ifNoneMatch, record)) return await reply.code(304).send()
+    const record = await readForGet(request, reply)
+    if (record === null) return await reply.code(304).send()
     reply.header('x-content-type-options', 'nosniff')
     if (typeof record.value === 'string') return await reply.type('text/plain; charset=utf-8').send(record.value)
     return await reply.type('application/json; charset=utf-8').send(JSON.stringify(record.value))
@@ -216,19 +192,10 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.delete('/:key', {
     preParsing: async (request) => { await checkWriteConditions(request, false) },
-    schema: {
-      tags: ['store'],
-      summary: 'Delete a key',
-      description: 'If-Match / If-None-Match make the delete conditional (412 when they fail).',
-      security: keySecurity,
-      params: KeyParams,
-      headers: ConditionalWriteHeaders,
-      response: {
-        200: EnvelopeSchema(Type.Null(), { system: false, description: 'Deleted.' }),
-        412: PreconditionFailedSchema,
-        ...errorResponses([400, 401, 404, 428, 500, 507])
-      }
-    }
+    schema: op('DELETE', 'deleteKey', 'Delete a key', 'If-Match / If-None-Match make the delete conditional (412 when they fail).', { params: KeyParams, headers: ConditionalWriteHeaders }, {
+      200: response(OkEnvelopeSchema, 'Deleted.'),
+      412: response(PreconditionFailedEnvelopeSchema, 'If-Match or If-None-Match does not hold; nothing was deleted.')
+    }, [428, 507])
   }, async (request, reply) => {
     const { id, key } = request.params
     if (!await projectOf(request).store.delete(key, preconditionsOf(request))) throw keyNotFound(key, id)
@@ -236,17 +203,7 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('', {
-    schema: {
-      tags: ['store'],
-      summary: 'Clear the store',
-      description: 'Deletes every key of the project.',
-      security: keySecurity,
-      params: ProjectIdParams,
-      response: {
-        200: EnvelopeSchema(Type.Null(), { system: false, description: 'Cleared.' }),
-        ...errorResponses([401, 404, 500, 507])
-      }
-    }
+    schema: op('DELETE', 'clearStore', 'Clear the store', 'Deletes every key of the project.', { params: ProjectIdParams }, { 200: response(OkEnvelopeSchema, 'Cleared.') }, [507])
   }, async (request, reply) => {
     const { id } = request.params
     await projectOf(request).store.clear()

@@ -1,53 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type } from '@sinclair/typebox'
-import { EnvelopeSchema } from '../schemas/envelope.js'
-import { RecordSchema, type JsonValue } from '../schemas/record.js'
+import { ref } from '../schemas/envelope.js'
+import type { JsonValue } from '../schemas/record.js'
+import { TxnEnvelopeSchema, TxnFailedEnvelopeSchema, TxnRequestSchema } from '../schemas/txn.js'
 import type { TxnCheck, TxnOp } from '../lib/engines/types.js'
 import { PreconditionRequiredError } from '../lib/errors.js'
 import { projectOf } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
 import { BadRequestError, expiryOf } from './conditional.js'
-import { ProjectIdParams, errorResponses, keySecurity, projectBodyParsers } from './schemas.js'
+import { ProjectIdParams, namedBodyValidator, operations, projectBodyParsers, response } from './schemas.js'
 
-const KeyField = Type.String({ description: 'A store key.' })
-
-const CheckSchema = Type.Union([
-  Type.Object({ key: KeyField, etag: Type.String({ description: 'Holds when the key\'s current ETag is exactly this.' }) }, { additionalProperties: false }),
-  Type.Object({ key: KeyField, exists: Type.Boolean({ description: 'Holds when the key exists (true) or not (false).' }) }, { additionalProperties: false })
-])
-
-const OpSchema = Type.Union([
-  Type.Object({
-    op: Type.Literal('set'),
-    key: KeyField,
-    value: Type.Unknown({ description: 'Any JSON value.' }),
-    ttl: Type.Optional(Type.Number()),
-    expires_at: Type.Optional(Type.Number()),
-    keep_ttl: Type.Optional(Type.Boolean())
-  }, { additionalProperties: false }),
-  Type.Object({ op: Type.Literal('delete'), key: KeyField }, { additionalProperties: false }),
-  Type.Object({ op: Type.Literal('get'), key: KeyField }, { additionalProperties: false })
-])
-
-const TxnBody = Type.Object({
-  checks: Type.Optional(Type.Array(CheckSchema, { description: 'Evaluated first, against the state before the transaction.' })),
-  ops: Type.Array(OpSchema, { minItems: 1, description: 'Applied in order, as one revision, when every check holds.' })
-}, { additionalProperties: false })
-
-// Closed objects: the serializer picks the first alternative a result matches, and a get result would match an open set result.
-const ResultSchema = Type.Union([
-  Type.Object({ key: Type.String(), etag: Type.String() }, { additionalProperties: false }),
-  Type.Object({ key: Type.String(), deleted: Type.Boolean() }, { additionalProperties: false }),
-  Type.Object({ key: Type.String(), etag: Type.Union([Type.String(), Type.Null()]), record: Type.Union([RecordSchema, Type.Null()]) }, { additionalProperties: false })
-])
-
-const FailedSchema = EnvelopeSchema(Type.Object({
-  failed: Type.Array(Type.Object({
-    index: Type.Integer({ description: 'Position of the check in checks.' }),
-    key: Type.String(),
-    etag: Type.Union([Type.String(), Type.Null()], { description: 'The key\'s current ETag, or null when it does not exist.' })
-  }))
-}), { system: false, description: 'Some checks failed; nothing was applied.' })
+const op = operations('store', 'project')
 
 /** Atomic transactions: registered under /api/v1/projects/:id/txn, behind the project key. */
 const txnRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -56,22 +18,11 @@ const txnRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   projectBodyParsers(fastify)
 
   fastify.post('', {
-    schema: {
-      tags: ['store'],
-      summary: 'Run a transaction',
-      description: 'Checks first, against the state before; when all hold, the ops apply in order (a get sees earlier ops) as one revision, all or nothing. A transaction of get ops only is a consistent batch read.',
-      security: keySecurity,
-      params: ProjectIdParams,
-      body: TxnBody,
-      response: {
-        200: EnvelopeSchema(Type.Object({
-          rev: Type.Integer({ description: 'The revision the transaction made (the current one for reads only).' }),
-          results: Type.Array(ResultSchema, { description: 'One per op, in order.' })
-        }), { system: false, description: 'Applied.' }),
-        409: FailedSchema,
-        ...errorResponses([400, 401, 404, 413, 428, 500, 507])
-      }
-    }
+    validatorCompiler: namedBodyValidator as never,
+    schema: op('POST', 'runTransaction', 'Run a transaction', 'Checks first, against the state before; when all hold, the ops apply in order (a get sees earlier ops) as one revision, all or nothing. A transaction of get ops only is a consistent batch read.', { params: ProjectIdParams, body: ref(TxnRequestSchema) }, {
+      200: response(TxnEnvelopeSchema, 'Applied.'),
+      409: response(TxnFailedEnvelopeSchema, 'Some checks failed; nothing was applied.')
+    }, [428, 507])
   }, async (request, reply) => {
     const { settings, store } = projectOf(request)
     const checks = (request.body.checks ?? []) as TxnCheck[]

@@ -16,7 +16,7 @@ export const ProjectSettingsSchema = Type.Object({
     keys_and_values_discoverable: Type.Boolean(),
     require_conditional_writes: Type.Optional(Type.Boolean())
   })
-}, { description: 'A project\'s settings, without secrets.' })
+}, { $id: 'ProjectSettings', description: 'A project\'s settings, without secrets.' })
 
 export type ProjectSettings = Static<typeof ProjectSettingsSchema>
 
@@ -25,19 +25,19 @@ export const CreateProjectSchema = Type.Object({
   storage: Type.Optional(ProjectStorageSchema),
   authentication: Type.Optional(Type.Omit(AuthenticationSchema, ['api_key', 'api_key_hash'], { additionalProperties: false })),
   security: Type.Optional(ProjectSecuritySchema)
-}, { additionalProperties: false, description: 'Settings of the new project; omitted settings take the defaults.' })
+}, { $id: 'CreateProject', additionalProperties: false, description: 'Settings of the new project; omitted settings take the defaults.' })
 
 export type CreateProject = Static<typeof CreateProjectSchema>
 
 export const UpdateProjectSchema = Type.Object({
   storage: Type.Optional(ProjectStorageSchema),
   security: Type.Optional(ProjectSecuritySchema)
-}, { additionalProperties: false, description: 'Settings to merge into the project config.' })
+}, { $id: 'UpdateProject', additionalProperties: false, description: 'Settings to merge into the project config.' })
 
 export type UpdateProject = Static<typeof UpdateProjectSchema>
 
 export const NewKeySchema = Type.Object({
   new_api_key: Type.String({ description: 'The new key: 43 characters of base64url. Shown only here.' })
-})
+}, { $id: 'NewKey', description: 'A project key, shown once.' })
 
 export type NewKey = Static<typeof NewKeySchema>

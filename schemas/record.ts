@@ -20,7 +20,7 @@ export const RecordSchema = Type.Object({
   type: JsonTypeSchema,
   version: Type.Optional(Type.Integer({ minimum: 0, description: 'The project revision of the write that last set this key (0: loaded from a store file that had no versions).' })),
   expires_at: Type.Optional(Type.Union([Type.Number(), Type.Null()], { description: 'When the key expires, epoch seconds (possibly fractional); null: never.' }))
-}, { description: 'A stored value with its metadata.' })
+}, { $id: 'Record', description: 'A stored value with its metadata.' })
 
 /**
  * A record as engines and store files keep it: the record plus `tag`, the
@@ -35,3 +35,10 @@ export type KvRecord = Static<typeof StoredRecordSchema>
 
 /** The record's fields in the order files and responses write them. */
 export const RECORD_FIELDS = Object.keys(RecordSchema.properties) as Array<keyof KvRecord>
+
+/** The body of PUT …/store/:key/ttl. */
+export const TtlChangeSchema = Type.Object({
+  ttl: Type.Optional(Type.Number({ description: 'Seconds from now, 0.001 to 315360000.' })),
+  expires_at: Type.Optional(Type.Number({ description: 'Epoch seconds, in the future.' })),
+  persist: Type.Optional(Type.Literal(true, { description: 'Remove the expiry.' }))
+}, { $id: 'TtlChange', additionalProperties: false, description: 'Exactly one of ttl, expires_at and persist.' })

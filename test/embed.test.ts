@@ -58,7 +58,8 @@ t.test('the app embeds under a prefix without touching the host', async t => {
   const initializer = await host.inject({ method: 'GET', url: '/kv/docs/static/swagger-initializer.js' })
   t.equal(initializer.statusCode, 200)
   const spec = await host.inject({ method: 'GET', url: '/kv/openapi.json' })
-  t.ok(spec.json().paths['/kv/api/v1/projects/{id}/store/{key}'], 'the document names the prefixed paths')
+  t.equal(spec.json().servers[0].url, '/kv', 'the document\'s server is the prefix')
+  t.ok(spec.json().paths['/api/v1/projects/{id}/store/{key}'], 'and its paths are relative to it')
   t.ok((await host.inject({ method: 'GET', url: '/kv/docs/json' })).statusCode === 200)
 })
 

@@ -17,8 +17,22 @@ const OUTPUT = join(process.env.TEST_OUTPUT_DIR ?? join(ROOT, 'test-output'), 'b
 const DOCS_IMG = join(ROOT, 'docs', 'img', 'swagger-ui.png')
 
 const TAGS = ['status', 'projects', 'store']
-/** GET /health, the contract's 13 API routes, R1 to R13, and the 1.1 listing, TTL and transaction routes. */
+/** GET /health, the contract's 13 API routes (R1 to R13), 1.1's TTL, listing and transaction routes, and HEAD for every GET. */
+const GETS = [
+  'GET /health',
+  'GET /status',
+  'GET /api/v1/projects',
+  'GET /api/v1/projects/{id}',
+  'GET /api/v1/projects/{id}/store',
+  'GET /api/v1/projects/{id}/store/{key}',
+  'GET /api/v1/projects/{id}/store/{key}/value',
+  'GET /api/v1/projects/{id}/keys'
+]
 const OPERATIONS = [
+  ...GETS.map(o => o.replace('GET', 'HEAD')),
+  'PUT /api/v1/projects/{id}/store/{key}/ttl',
+  'GET /api/v1/projects/{id}/keys',
+  'POST /api/v1/projects/{id}/txn',
   'GET /health',
   'GET /status',
   'GET /api/v1/projects',
@@ -78,19 +92,21 @@ async function checkDocs (t: Test, browser: Browser, docsUrl: string, prefix: st
   await page.waitForSelector('.opblock-tag-section')
   await page.locator('.opblock').nth(OPERATIONS.length - 1).waitFor()
 
-  t.equal((await page.locator('.info .title').innerText()).replace(/\s+/g, ' '), `Simple KV ${VERSION} OAS 3.0`, 'the title and versions')
+  t.equal((await page.locator('.info .title').innerText()).replace(/\s+/g, ' '), `Simple KV ${VERSION} OAS 3.1`, 'the title and versions')
   t.same(await page.$$eval('.opblock-tag', els => els.map(e => e.getAttribute('data-tag'))), TAGS, 'every tag group, in order')
   const rendered = await page.$$eval('.opblock', els => els.map(e => {
     const method = e.querySelector('.opblock-summary-method')?.textContent ?? ''
     const path = e.querySelector('.opblock-summary-path')?.getAttribute('data-path') ?? ''
     return `${method} ${path}`
   }))
-  t.same(rendered.slice().sort(), OPERATIONS.map(o => o.replace(' /', ` ${prefix}/`)).sort(), 'all 17 operations (13 API routes, /health, listing, TTL and transactions)')
+  // Paths are relative to the document's server, which is the prefix when embedded.
+  t.equal(await page.locator('.servers select').inputValue(), prefix === '' ? '/' : prefix, 'the server Try it out calls')
+  t.same(rendered.slice().sort(), OPERATIONS.slice().sort(), `all ${OPERATIONS.length} operations`)
 
   mkdirSync(OUTPUT, { recursive: true })
   await page.screenshot({ path: join(OUTPUT, shot), fullPage: true })
 
-  const health = page.locator('.opblock').filter({ has: page.locator(`.opblock-summary-path[data-path="${prefix}/health"]`) })
+  const health = page.locator('.opblock-get').filter({ has: page.locator('.opblock-summary-path[data-path="/health"]') })
   await health.locator('.opblock-summary').click()
   await health.getByRole('button', { name: 'Try it out' }).click()
   await health.getByRole('button', { name: 'Execute' }).click()

@@ -20,6 +20,23 @@ t.test('a missing config file is created with the defaults, mode 0600', async t 
   t.same(store.project('first_project'), defaultConfig().projects![0])
 })
 
+t.test('a config file in a folder that does not exist: the folder is made, private', async t => {
+  const dir = tempDir(t)
+  const file = join(dir, 'new', 'deeper', 'config.json')
+  const { created } = await ConfigStore.load(file)
+  t.equal(created, true)
+  t.equal(statSync(join(dir, 'new', 'deeper')).mode & 0o777, 0o700)
+  t.equal(statSync(file).mode & 0o777, 0o600)
+})
+
+t.test('a config folder that cannot be made is refused with a message naming it', async t => {
+  const dir = tempDir(t)
+  writeFileSync(join(dir, 'a-file'), '')
+  const err = await ConfigStore.load(join(dir, 'a-file', 'sub', 'config.json')).then(() => null, (e: unknown) => e)
+  t.ok(err instanceof ConfigError, 'a ConfigError (the CLI prints its message and exits 1)')
+  t.match((err as Error).message, `Cannot create folder ${join(dir, 'a-file', 'sub')} for config file`)
+})
+
 t.test('invalid files stop loading, name the field and the file, and stay untouched', async t => {
   const dir = tempDir(t)
   const file = join(dir, 'config.json')
