@@ -150,6 +150,20 @@ export interface EffectiveSettings {
 }
 
 /** The timeouts in effect; a request timeout set below the default headers timeout lowers that too. */
+function limitSettings (c: KvConfig): Pick<EffectiveSettings, 'maxBodyBytes' | 'maxKeyBytes' | 'maxValueBytes' | 'maxKeysPerProject' | 'maxBytesPerProject' | 'maxTxnOps' | 'maxTxnChecks' | 'maxJsonDepth'> {
+  const l = c.system?.limits
+  return {
+    maxBodyBytes: l?.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES,
+    maxKeyBytes: l?.max_key_bytes ?? DEFAULT_MAX_KEY_BYTES,
+    maxValueBytes: l?.max_value_bytes ?? l?.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES,
+    maxKeysPerProject: l?.max_keys_per_project ?? DEFAULT_MAX_KEYS_PER_PROJECT,
+    maxBytesPerProject: l?.max_bytes_per_project ?? DEFAULT_MAX_BYTES_PER_PROJECT,
+    maxTxnOps: l?.max_txn_ops ?? DEFAULT_MAX_TXN_OPS,
+    maxTxnChecks: l?.max_txn_checks ?? DEFAULT_MAX_TXN_CHECKS,
+    maxJsonDepth: l?.max_json_depth ?? DEFAULT_MAX_JSON_DEPTH
+  }
+}
+
 function timeoutSettings (c: KvConfig): Pick<EffectiveSettings, 'requestTimeoutMs' | 'headersTimeoutMs' | 'keepAliveTimeoutMs' | 'connectionsCheckIntervalMs'> {
   const t = c.system?.timeouts
   const requestTimeoutMs = t?.request_timeout_ms ?? DEFAULT_REQUEST_TIMEOUT_MS
@@ -248,17 +262,10 @@ export class ConfigStore {
       journalMaxBytes: c.system?.storage?.journal_max_bytes ?? DEFAULT_JOURNAL_MAX_BYTES,
       projectDiscoverable: c.system?.security?.project_discoverable ?? true,
       verbose: c.system?.debugging?.verbose_mode ?? false,
-      maxBodyBytes: c.system?.limits?.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES,
-      maxKeyBytes: c.system?.limits?.max_key_bytes ?? DEFAULT_MAX_KEY_BYTES,
-      maxValueBytes: c.system?.limits?.max_value_bytes ?? c.system?.limits?.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES,
-      maxKeysPerProject: c.system?.limits?.max_keys_per_project ?? DEFAULT_MAX_KEYS_PER_PROJECT,
-      maxBytesPerProject: c.system?.limits?.max_bytes_per_project ?? DEFAULT_MAX_BYTES_PER_PROJECT,
-      maxTxnOps: c.system?.limits?.max_txn_ops ?? DEFAULT_MAX_TXN_OPS,
-      maxTxnChecks: c.system?.limits?.max_txn_checks ?? DEFAULT_MAX_TXN_CHECKS,
       maxAuthFailures: c.system?.security?.max_auth_failures ?? DEFAULT_MAX_AUTH_FAILURES,
       authFailureWindowSeconds: c.system?.security?.auth_failure_window_seconds ?? DEFAULT_AUTH_FAILURE_WINDOW_SECONDS,
       corsOrigins: c.system?.security?.cors_origins ?? [],
-      maxJsonDepth: c.system?.limits?.max_json_depth ?? DEFAULT_MAX_JSON_DEPTH,
+      ...limitSettings(c),
       ...timeoutSettings(c)
     }
   }
