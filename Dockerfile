@@ -13,8 +13,11 @@ COPY cli ./cli
 COPY lib ./lib
 COPY plugins ./plugins
 COPY routes ./routes
+COPY schemas ./schemas
 COPY scripts ./scripts
+# tsconfig.build.json compiles the bench too, and the bench starts servers through test/support.
 COPY bench ./bench
+COPY test/support ./test/support
 RUN npm run build && npm prune --omit=dev
 
 # Runtime stage: production dependencies and the compiled server only, as a non-root user.
