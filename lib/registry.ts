@@ -44,9 +44,19 @@ class ProjectEntry implements Project {
     this.#config = config
   }
 
+  /** The settings as of `#seen`: every request reads them, the config changes rarely. */
+  #settings: EffectiveProject | null = null
+  #seen: object | null = null
+
   /** Bare (all defaults) in the instant between a delete's config write and its removal here. */
   get settings (): EffectiveProject {
-    return effectiveProject(this.#config.project(this.id) ?? { id: this.id })
+    // Every change of the config replaces its object, so the same object means the same settings.
+    const config = this.#config.config
+    if (this.#settings === null || this.#seen !== config) {
+      this.#settings = effectiveProject(this.#config.project(this.id) ?? { id: this.id })
+      this.#seen = config
+    }
+    return this.#settings
   }
 }
 

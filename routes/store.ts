@@ -1,4 +1,4 @@
-import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { TypeBoxValidatorCompiler, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { OkEnvelopeSchema } from '../schemas/envelope.js'
@@ -68,6 +68,9 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { maxKeyBytes, maxBodyBytes, maxJsonDepth } = fastify.kvConfig.settings
   const { httpErrors } = fastify
   fastify.addHook('onRequest', fastify.requireProjectKey)
+  // The conditional headers are parsed (and refused with 400 when malformed) by the handlers
+  // themselves; their schemas document them, and checking them again on every request cost time.
+  fastify.setValidatorCompiler(route => route.httpPart === 'headers' ? () => true : TypeBoxValidatorCompiler(route as Parameters<typeof TypeBoxValidatorCompiler>[0]))
 
   // JSON bodies are parsed (any JSON value); every other body is kept verbatim as text.
   fastify.removeAllContentTypeParsers()
