@@ -195,7 +195,7 @@ export class Registry {
         key = fresh.key
         Object.assign(project.authentication, fresh.fields)
       }
-      const { engine } = await this.#backend.open(id, { persistent: effectiveProject(project).storage.on_disk })
+      const { engine } = await this.#backend.open(id, { persistent: effectiveProject(project).storage.on_disk, fresh: true })
       try {
         await this.config.update(c => { (c.projects ??= []).push(project) })
       } catch (err) {

@@ -134,8 +134,12 @@ export interface StoreLimits {
 export interface StorageBackend {
   /** Names the backend for the banner and logs, e.g. 'local'. */
   readonly name: string
-  /** Open a project's store (creating it when it has no data yet); `warnings` lists what recovery dropped, to log. */
-  open: (projectId: string, options: { persistent: boolean }) => Promise<{ engine: KvEngine, warnings: string[] }>
+  /**
+   * Open a project's store (creating it when it has no data yet); `warnings` lists what recovery
+   * dropped, to log. `fresh`: a new project, which starts empty even when an earlier project of
+   * the same id left data behind (a crash between its delete and the removal of its files).
+   */
+  open: (projectId: string, options: { persistent: boolean, fresh?: boolean }) => Promise<{ engine: KvEngine, warnings: string[] }>
   /** Release what the backend holds (after every engine closed). */
   close: () => Promise<void>
 }

@@ -3,6 +3,7 @@ import { DirLock } from '../../lock.js'
 import { Journal, type JournalOptions } from './journal.js'
 import { memoryOnly, type Persistence } from './changes.js'
 import { LocalEngine } from './engine.js'
+import { removeProjectFiles } from './files.js'
 import type { KvEngine, StorageBackend, StorageEvents, StoreLimits } from '../types.js'
 
 export interface LocalBackendOptions {
@@ -34,11 +35,12 @@ export class LocalBackend implements StorageBackend {
     return new LocalBackend(options, await DirLock.acquire(options.dir))
   }
 
-  async open (projectId: string, { persistent }: { persistent: boolean }): Promise<{ engine: KvEngine, warnings: string[] }> {
+  async open (projectId: string, { persistent, fresh = false }: { persistent: boolean, fresh?: boolean }): Promise<{ engine: KvEngine, warnings: string[] }> {
     const { limits } = this.#options
     const persistenceFor = async (onDisk: boolean): Promise<Persistence> => await this.#persistenceFor(projectId, onDisk)
     // A memory-only store starts a new epoch each time it is opened: nothing of its history survived.
     if (!persistent) return { engine: new LocalEngine(projectId, new Map(), memoryOnly, { limits, persistenceFor }), warnings: [] }
+    if (fresh) await removeProjectFiles(this.#options.dir, projectId)
     const opened = await Journal.open(this.#options.dir, projectId, this.#journalOptions(projectId))
     return { engine: new LocalEngine(projectId, opened.data, opened.persistence, { limits, persistenceFor, revision: opened.revision }), warnings: opened.warnings }
   }

@@ -1,11 +1,12 @@
 import { stat } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Mutex } from 'async-mutex'
 import { ensureDir, fsyncDir, writeFileAtomic } from '../../fsutil.js'
 import type { KvRecord } from '../../../schemas/record.js'
 import type { Appender } from './appender.js'
 import type { Revision } from '../types.js'
 import type { StoreView } from './changes.js'
-import { errnoCode, metaFileName, removeFile, rotatedFileName, storeFileName } from './files.js'
+import { errnoCode, listProjectFiles, metaFileName, removeFile, rotatedFileName, storeFileName } from './files.js'
 import type { Generation, StoreFiles } from './recovery.js'
 import { entriesCopy, writeSnapshotAtomic, type SnapshotStat } from './snapshot-file.js'
 
@@ -150,6 +151,8 @@ export class Compaction {
     this.#snapshot = { ino: written.ino, bytes: written.bytes }
     await this.#appender.close(false)
     await this.#dropRotated(Infinity)
+    // Rotated journals this instance never knew of (left by a crash before a switch to memory and back) would replay over the new snapshot.
+    for (const name of (await listProjectFiles(this.#dir, this.#projectId)).rotated) await removeFile(join(this.#dir, name))
     await this.#appender.remove()
     await fsyncDir(this.#dir)
     this.#appender.forget()

@@ -218,7 +218,8 @@ export class LocalEngine implements KvEngine {
       checkPreconditions(key, previous, options)
       const version = this.#rev + 1
       const record = makeRecord(value, previous, { version, expiresAt: this.#expiresAt(options.expiry, previous), tag: newTag(this.#epoch, version) })
-      this.#checkLimits(record, this.#latest(key))
+      // An expired key not yet reclaimed counts as absent; #checkTotals takes it off the totals.
+      this.#checkLimits(record, previous)
       this.#rev = version
       return this.#submit({ op: 'set', key, record }).then(() => record)
     })
@@ -280,7 +281,9 @@ export class LocalEngine implements KvEngine {
           results.push({ key: op.key, etag: previous === undefined ? null : etagOf(previous), record: previous ?? null })
           continue
         }
-        const raw = this.#latest(op.key)
+        // As for a single set: an expired key counts as absent, and #checkTotals takes it off the totals.
+        const latest = this.#latest(op.key)
+        const raw = latest !== undefined && this.#live(latest, now) ? latest : undefined
         if (op.op === 'delete') {
           mine.set(op.key, undefined)
           if (previous !== undefined) changes.push({ op: 'delete', key: op.key })

@@ -64,3 +64,10 @@ export async function removeFile (file: string): Promise<void> {
     if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err
   })
 }
+
+/** Remove every file of a project (snapshot, journals, meta, temporary files); missing ones are already gone. */
+export async function removeProjectFiles (dir: string, projectId: string): Promise<void> {
+  const { rotated, temps } = await listProjectFiles(dir, projectId)
+  for (const name of [...temps, ...rotated]) await removeFile(join(dir, name))
+  for (const file of [journalFileName(dir, projectId), storeFileName(dir, projectId), metaFileName(dir, projectId)]) await removeFile(file)
+}
