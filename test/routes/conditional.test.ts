@@ -1,27 +1,11 @@
 import type { FastifyInstance } from 'fastify'
-import t, { type Test } from 'tap'
-import type { KvConfig } from '../../lib/config.js'
-import { bearer, build, proj, sys, testConfig } from '../support/app.js'
+import { bearer, build, proj, sys } from '../support/app.js'
+import { engineConfig, onBothEngines } from '../support/engines.js'
 
 const base = '/api/v1/projects/p1'
 const store = `${base}/store`
 const json = { 'content-type': 'application/json' }
 const VARY = 'Authorization, X-API-Key, Api-Key, Origin'
-
-/** p1 on disk or memory-only, with `more` applied to the config. */
-function config (onDisk: boolean, more: (c: KvConfig) => void = () => {}): KvConfig {
-  return testConfig(c => {
-    c.projects![0].storage = { on_disk: onDisk }
-    more(c)
-  })
-}
-
-/** Every test runs on an on-disk and on a memory-only project. */
-function both (name: string, fn: (t: Test, onDisk: boolean) => Promise<void>): void {
-  for (const onDisk of [true, false]) {
-    t.test(`${name} (${onDisk ? 'on disk' : 'memory only'})`, async t => { await fn(t, onDisk) })
-  }
-}
 
 async function put (app: FastifyInstance, key: string, value: string, headers: Record<string, string> = {}) {
   return await app.inject({ method: 'PUT', url: `${store}/${encodeURIComponent(key)}`, headers: { ...proj, ...headers }, payload: value })
@@ -37,8 +21,8 @@ async function rev (app: FastifyInstance): Promise<number> {
   return (await app.inject({ method: 'GET', url: `${base}/keys?limit=1`, headers: proj })).json().data.rev
 }
 
-both('ETag on R9, R10 and R11 (GET and HEAD): strong, quoted, one per state', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('ETag on R9, R10 and R11 (GET and HEAD): strong, quoted, one per state', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const first = await put(app, 'k', 'v1')
   t.equal(first.statusCode, 200)
   const tag = first.headers.etag as string
@@ -60,8 +44,8 @@ both('ETag on R9, R10 and R11 (GET and HEAD): strong, quoted, one per state', as
   t.equal(seen.size, 22, 'no two writes share an ETag')
 })
 
-both('the etag in JSON equals the header, quotes included', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('the etag in JSON equals the header, quotes included', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   await put(app, 'a', 'x')
   const header = await etagOf(app, 'a')
   const item = (await app.inject({ method: 'GET', url: `${base}/keys`, headers: proj })).json().data.items[0]
@@ -75,8 +59,8 @@ both('the etag in JSON equals the header, quotes included', async (t, onDisk) =>
   t.equal(ttl.headers.etag, await etagOf(app, 'a'), 'TTL route header')
 })
 
-both('If-None-Match on reads: 304 with the ETag and no body, weak comparison', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('If-None-Match on reads: 304 with the ETag and no body, weak comparison', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const tag = (await put(app, 'k', 'v')).headers.etag as string
   for (const url of [`${store}/k`, `${store}/k/value`]) {
     for (const method of ['GET', 'HEAD'] as const) {
@@ -101,8 +85,8 @@ both('If-None-Match on reads: 304 with the ETag and no body, weak comparison', a
   t.equal(mod.statusCode, 200, 'If-Modified-Since is ignored')
 })
 
-both('If-Match on PUT, DELETE and the TTL route: 412 with the current ETag', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('If-Match on PUT, DELETE and the TTL route: 412 with the current ETag', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const tag = (await put(app, 'k', 'v1')).headers.etag as string
   const cases: Array<[string, string, string | null]> = [
     ['k', '"stale"', tag],
@@ -140,8 +124,8 @@ both('If-Match on PUT, DELETE and the TTL route: 412 with the current ETag', asy
   t.equal((await app.inject({ method: 'GET', url: `${store}/k`, headers: proj })).statusCode, 404)
 })
 
-both('If-None-Match on writes: * is create-only, a listed tag fails', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('If-None-Match on writes: * is create-only, a listed tag fails', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const created = await put(app, 'k', 'first', { 'if-none-match': '*' })
   t.equal(created.statusCode, 200, 'creates a missing key')
   const tag = created.headers.etag as string
@@ -160,8 +144,8 @@ both('If-None-Match on writes: * is create-only, a listed tag fails', async (t, 
   t.equal(other.statusCode, 200, 'a tag that is not current lets the write through')
 })
 
-both('a malformed entity-tag list is 400 and changes nothing', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('a malformed entity-tag list is 400 and changes nothing', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   await put(app, 'k', 'v')
   const before = await rev(app)
   for (const bad of ['abc', '"a" "b"', 'W/', 'W/abc', '"unterminated', ',', '*, "a"', '"a";', '"a"x']) {
@@ -179,9 +163,9 @@ both('a malformed entity-tag list is 400 and changes nothing', async (t, onDisk)
   t.equal(wrongKey.statusCode, 401, 'a wrong key comes before a malformed header')
 })
 
-both('require_conditional_writes: 428 without a precondition, and the precedence 428 > 412 > 413 > 400', async (t, onDisk) => {
+onBothEngines('require_conditional_writes: 428 without a precondition, and the precedence 428 > 412 > 413 > 400', async (t, onDisk) => {
   const { app } = await build(t, {
-    config: config(onDisk, c => {
+    config: engineConfig(onDisk, c => {
       c.projects![0].security = { keys_and_values_discoverable: true, require_conditional_writes: true }
       c.system!.limits = { max_body_bytes: 100 }
     })
@@ -229,8 +213,8 @@ both('require_conditional_writes: 428 without a precondition, and the precedence
   t.equal((await app.inject({ method: 'GET', url: `${store}/missing`, headers: proj })).statusCode, 404, 'reads need no precondition')
 })
 
-both('two concurrent If-Match PUTs with the same ETag: exactly one 200, one 412', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('two concurrent If-Match PUTs with the same ETag: exactly one 200, one 412', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   let tag = (await put(app, 'k', 'start')).headers.etag as string
   for (let round = 0; round < 25; round++) {
     const before = await rev(app)
@@ -250,8 +234,8 @@ both('two concurrent If-Match PUTs with the same ETag: exactly one 200, one 412'
   t.same(dels.map(r => r.statusCode).sort(), [200, 412], 'two concurrent conditional DELETEs: one wins')
 })
 
-both('every 2xx write is one revision; reads, 404 and 412 are none', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('every 2xx write is one revision; reads, 404 and 412 are none', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const steps: Array<[string, () => Promise<{ statusCode: number }>, number, number]> = [
     ['PUT', async () => await put(app, 'k', 'v'), 200, 1],
     ['identical PUT', async () => await put(app, 'k', 'v'), 200, 1],
@@ -276,8 +260,8 @@ both('every 2xx write is one revision; reads, 404 and 412 are none', async (t, o
   }
 })
 
-both('Cache-Control: no-store and Vary on keyed answers', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('Cache-Control: no-store and Vary on keyed answers', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   await put(app, 'k', 'v')
   for (const [method, url, payload] of [
     ['PUT', `${store}/k`, 'v'],
@@ -297,8 +281,8 @@ both('Cache-Control: no-store and Vary on keyed answers', async (t, onDisk) => {
   }
 })
 
-both('ETags of an unchanged key survive a restart; later writes never repeat one', async (t, onDisk) => {
-  const first = await build(t, { config: config(onDisk) })
+onBothEngines('ETags of an unchanged key survive a restart; later writes never repeat one', async (t, onDisk) => {
+  const first = await build(t, { config: engineConfig(onDisk) })
   const seen = new Set<string>()
   for (let i = 0; i < 5; i++) seen.add((await put(first.app, 'k', 'same')).headers.etag as string)
   let last = await etagOf(first.app, 'k')
@@ -321,7 +305,7 @@ both('ETags of an unchanged key survive a restart; later writes never repeat one
   }
 })
 
-both('a project deleted and created again never repeats an ETag', async (t, onDisk) => {
+onBothEngines('a project deleted and created again never repeats an ETag', async (t, onDisk) => {
   const { app } = await build(t)
   const seen = new Set<string>()
   for (let life = 0; life < 3; life++) {
@@ -342,8 +326,8 @@ both('a project deleted and created again never repeats an ETag', async (t, onDi
   }
 })
 
-both('HEAD on R8 and on the listing: 200 without a body', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('HEAD on R8 and on the listing: 200 without a body', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   await put(app, 'k', 'v')
   for (const url of [store, `${base}/keys`, `${base}/keys?limit=1`]) {
     const res = await app.inject({ method: 'HEAD', url, headers: proj })
@@ -353,8 +337,8 @@ both('HEAD on R8 and on the listing: 200 without a body', async (t, onDisk) => {
   }
 })
 
-both('the revision never goes back: restarts, clear and switches of on_disk; ETags never repeat', async (t, onDisk) => {
-  const first = await build(t, { config: config(onDisk) })
+onBothEngines('the revision never goes back: restarts, clear and switches of on_disk; ETags never repeat', async (t, onDisk) => {
+  const first = await build(t, { config: engineConfig(onDisk) })
   const seen = new Set<string>()
   const write = async (app: FastifyInstance): Promise<void> => {
     const res = await put(app, 'k', 'same')

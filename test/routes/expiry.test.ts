@@ -1,27 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
-import t, { type Test } from 'tap'
-import type { KvConfig } from '../../lib/config.js'
-import { build, proj, testConfig } from '../support/app.js'
+import { build, proj } from '../support/app.js'
+import { engineConfig, onBothEngines } from '../support/engines.js'
 
 const base = '/api/v1/projects/p1'
 const store = `${base}/store`
 const json = { 'content-type': 'application/json' }
 const MAX_TTL = 315_360_000
-
-function config (onDisk: boolean, more: (c: KvConfig) => void = () => {}): KvConfig {
-  return testConfig(c => {
-    c.projects![0].storage = { on_disk: onDisk }
-    more(c)
-  })
-}
-
-/** Every test runs on an on-disk and on a memory-only project. */
-function both (name: string, fn: (t: Test, onDisk: boolean) => Promise<void>): void {
-  for (const onDisk of [true, false]) {
-    t.test(`${name} (${onDisk ? 'on disk' : 'memory only'})`, async t => { await fn(t, onDisk) })
-  }
-}
 
 async function put (app: FastifyInstance, key: string, value: string, query = '', headers: Record<string, string> = {}) {
   return await app.inject({ method: 'PUT', url: `${store}/${key}${query}`, headers: { ...proj, ...headers }, payload: value })
@@ -39,8 +24,8 @@ async function txn (app: FastifyInstance, payload: unknown) {
   return await app.inject({ method: 'POST', url: `${base}/txn`, headers: { ...proj, ...json }, payload: payload as Record<string, unknown> })
 }
 
-both('?ttl=, ?expires_at= and ?keep_ttl=true on R9; a write without them clears the expiry', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('?ttl=, ?expires_at= and ?keep_ttl=true on R9; a write without them clears the expiry', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const plain = await put(app, 'k', 'v')
   t.equal(plain.statusCode, 200)
   t.equal((await record(app, 'k')).expires_at, null, 'no expiry: null')
@@ -75,8 +60,8 @@ both('?ttl=, ?expires_at= and ?keep_ttl=true on R9; a write without them clears 
   t.equal(all.k.expires_at, null, 'R8 records carry expires_at')
 })
 
-both('bad expiry parameters are 400 and change nothing', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('bad expiry parameters are 400 and change nothing', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   await put(app, 'k', 'keep', '?ttl=500')
   const expires = (await record(app, 'k')).expires_at
   const before = await rev(app)
@@ -97,8 +82,8 @@ both('bad expiry parameters are 400 and change nothing', async (t, onDisk) => {
   t.equal(rec.expires_at, expires)
 })
 
-both('a key read 1 ms after expires_at is 404; before it, it is served', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('a key read 1 ms after expires_at is 404; before it, it is served', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   await put(app, 'other', 'stays')
   // 300 ms ahead leaves room for a busy machine to answer at least one read before it.
   const at = (Date.now() + 300) / 1000
@@ -131,8 +116,8 @@ both('a key read 1 ms after expires_at is 404; before it, it is served', async (
   t.equal((await put(app, 'k', 'again', '', { 'if-none-match': '*' })).statusCode, 200, 'create-only write of an expired key')
 })
 
-both('expired keys are invisible to transactions', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('expired keys are invisible to transactions', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const tag = (await put(app, 'k', 'v', '?ttl=0.05')).headers.etag as string
   await sleep(80)
   const failed = await txn(app, { checks: [{ key: 'k', exists: true }, { key: 'k', etag: tag }], ops: [{ op: 'get', key: 'k' }] })
@@ -153,8 +138,8 @@ both('expired keys are invisible to transactions', async (t, onDisk) => {
   t.equal((await record(app, 'u')).expires_at, null, 'a set op without them clears it')
 })
 
-both('PUT …/store/<key>/ttl: ttl, expires_at, persist; new ETag and version; 404; preconditions; bad bodies', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('PUT …/store/<key>/ttl: ttl, expires_at, persist; new ETag and version; 404; preconditions; bad bodies', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const created = await put(app, 'k', 'v')
   let tag = created.headers.etag as string
   let version = (await record(app, 'k')).version
@@ -211,8 +196,8 @@ both('PUT …/store/<key>/ttl: ttl, expires_at, persist; new ETag and version; 4
   t.equal((await app.inject({ method: 'PUT', url: `${store}/short/ttl`, headers: { ...proj, ...json }, payload: { persist: true } })).statusCode, 404, 'an expired key cannot be brought back')
 })
 
-both('10,000 keys expiring at once while GETs run: every GET answers, all reclaimed, none after a restart', async (t, onDisk) => {
-  const { app, dir } = await build(t, { config: config(onDisk) })
+onBothEngines('10,000 keys expiring at once while GETs run: every GET answers, all reclaimed, none after a restart', async (t, onDisk) => {
+  const { app, dir } = await build(t, { config: engineConfig(onDisk) })
   await put(app, 'stay', 'here')
   const count = 10_000
   const batch = 1000

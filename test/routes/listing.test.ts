@@ -1,26 +1,12 @@
 import type { FastifyInstance } from 'fastify'
-import t, { type Test } from 'tap'
-import type { KvConfig } from '../../lib/config.js'
-import { build, proj, testConfig } from '../support/app.js'
+import type { Test } from 'tap'
+import { build, proj } from '../support/app.js'
+import { engineConfig, onBothEngines } from '../support/engines.js'
 
 const base = '/api/v1/projects/p1'
 const store = `${base}/store`
 const keys = `${base}/keys`
 const json = { 'content-type': 'application/json' }
-
-function config (onDisk: boolean, more: (c: KvConfig) => void = () => {}): KvConfig {
-  return testConfig(c => {
-    c.projects![0].storage = { on_disk: onDisk }
-    more(c)
-  })
-}
-
-/** Every test runs on an on-disk and on a memory-only project. */
-function both (name: string, fn: (t: Test, onDisk: boolean) => Promise<void>): void {
-  for (const onDisk of [true, false]) {
-    t.test(`${name} (${onDisk ? 'on disk' : 'memory only'})`, async t => { await fn(t, onDisk) })
-  }
-}
 
 /** Write `values` (key → JSON value) in transactions of at most 1,000 ops. */
 async function fill (app: FastifyInstance, values: Record<string, unknown>): Promise<void> {
@@ -63,8 +49,8 @@ function utf8Order (list: string[]): string[] {
   return [...list].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
 }
 
-both('keys come in UTF-8 byte order, "\\uFFFF" before "\\u{10000}"', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('keys come in UTF-8 byte order, "\\uFFFF" before "\\u{10000}"', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const names = ['b', 'a', '\u{10000}', '\uFFFF', 'é', 'Z', 'a/b', 'ab', 'a b', '~', '\u007f', 'ü', '😀', '\uE000', 'A', '0']
   for (const name of names) {
     t.equal((await app.inject({ method: 'PUT', url: `${store}/${encodeURIComponent(name)}`, headers: proj, payload: 'v' })).statusCode, 200)
@@ -77,8 +63,8 @@ both('keys come in UTF-8 byte order, "\\uFFFF" before "\\u{10000}"', async (t, o
   t.ok(all.indexOf('\uFFFF') < all.indexOf('\u{10000}'), '"\\uFFFF" < "\\u{10000}"')
 })
 
-both('prefix, limit (1 to 1000, default 100) and values', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('prefix, limit (1 to 1000, default 100) and values', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const values: Record<string, unknown> = {}
   for (let i = 0; i < 1100; i++) values[`user/${String(i).padStart(4, '0')}`] = { n: i }
   values['user1/a'] = 'u1a'
@@ -113,8 +99,8 @@ both('prefix, limit (1 to 1000, default 100) and values', async (t, onDisk) => {
   t.ok(pages.every(p => p.items.every(i => i.key.startsWith('user/'))))
 })
 
-both('items carry the record fields and the ETag of R10', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('items carry the record fields and the ETag of R10', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   await app.inject({ method: 'PUT', url: `${store}/k?ttl=100`, headers: { ...proj, ...json }, payload: { a: 'é' } })
   await app.inject({ method: 'PUT', url: `${store}/s`, headers: proj, payload: 'text' })
   const items = (await list(app, '?values=true')).json().data.items
@@ -138,8 +124,8 @@ both('items carry the record fields and the ETag of R10', async (t, onDisk) => {
   t.same(Object.keys((await list(app)).json().data.items[0]), ['key', 'etag', 'version', 'created_at', 'updated_at', 'size_bytes', 'type', 'expires_at'])
 })
 
-both('next_cursor is null only at the end; Link names the next page; rev is the first page\'s', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('next_cursor is null only at the end; Link names the next page; rev is the first page\'s', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   await fill(app, { a: 1, b: 2, c: 3, d: 4 })
   const first = await list(app, '?limit=2')
   const page1 = first.json().data
@@ -168,8 +154,8 @@ both('next_cursor is null only at the end; Link names the next page; rev is the 
   t.ok(exact.pages.slice(0, -1).every(p => p.items.length === 1), 'only the last page may be empty')
 })
 
-both('malformed cursors and cursors of another prefix are 400', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('malformed cursors and cursors of another prefix are 400', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   await fill(app, { a1: 1, a2: 2, a3: 3, b1: 4 })
   const cursor = (await list(app, '?prefix=a&limit=1')).json().data.next_cursor as string
   t.equal((await list(app, `?prefix=a&limit=1&cursor=${cursor}`)).statusCode, 200)
@@ -189,9 +175,9 @@ both('malformed cursors and cursors of another prefix are 400', async (t, onDisk
   }
 })
 
-both('403 when keys_and_values_discoverable is false, before any malformed query', async (t, onDisk) => {
+onBothEngines('403 when keys_and_values_discoverable is false, before any malformed query', async (t, onDisk) => {
   const { app } = await build(t, {
-    config: config(onDisk, c => { c.projects![0].security = { keys_and_values_discoverable: false } })
+    config: engineConfig(onDisk, c => { c.projects![0].security = { keys_and_values_discoverable: false } })
   })
   await app.inject({ method: 'PUT', url: `${store}/k`, headers: proj, payload: 'v' })
   for (const query of ['', '?limit=5', '?limit=0', '?cursor=bad', '?values=maybe']) {
@@ -202,8 +188,8 @@ both('403 when keys_and_values_discoverable is false, before any malformed query
   t.equal((await app.inject({ method: 'GET', url: keys, headers: { authorization: 'Bearer wrong' } })).statusCode, 401, 'a wrong key is 401 first')
 })
 
-both('a walk while others write and delete: keys that exist throughout appear exactly once', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('a walk while others write and delete: keys that exist throughout appear exactly once', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const stable: Record<string, unknown> = {}
   const doomed: Record<string, unknown> = {}
   for (let i = 0; i < 400; i++) stable[`k${String(i).padStart(4, '0')}`] = i
@@ -249,8 +235,8 @@ both('a walk while others write and delete: keys that exist throughout appear ex
   t.ok(pages.every(p => p.rev === pages[0].rev), 'one rev for the whole walk')
 })
 
-both('a cursor outlives a clear and an on-disk restart; a memory-only restart is another epoch (400)', async (t, onDisk) => {
-  const first = await build(t, { config: config(onDisk) })
+onBothEngines('a cursor outlives a clear and an on-disk restart; a memory-only restart is another epoch (400)', async (t, onDisk) => {
+  const first = await build(t, { config: engineConfig(onDisk) })
   await fill(first.app, { a: 1, b: 2, c: 3 })
   const page = (await list(first.app, '?limit=1')).json().data
   t.equal((await first.app.inject({ method: 'DELETE', url: store, headers: proj })).statusCode, 200)

@@ -1,25 +1,10 @@
 import type { FastifyInstance } from 'fastify'
-import t, { type Test } from 'tap'
-import type { KvConfig } from '../../lib/config.js'
-import { build, proj, testConfig } from '../support/app.js'
+import { build, proj } from '../support/app.js'
+import { engineConfig, onBothEngines } from '../support/engines.js'
 
 const base = '/api/v1/projects/p1'
 const store = `${base}/store`
 const json = { 'content-type': 'application/json' }
-
-function config (onDisk: boolean, more: (c: KvConfig) => void = () => {}): KvConfig {
-  return testConfig(c => {
-    c.projects![0].storage = { on_disk: onDisk }
-    more(c)
-  })
-}
-
-/** Every test runs on an on-disk and on a memory-only project. */
-function both (name: string, fn: (t: Test, onDisk: boolean) => Promise<void>): void {
-  for (const onDisk of [true, false]) {
-    t.test(`${name} (${onDisk ? 'on disk' : 'memory only'})`, async t => { await fn(t, onDisk) })
-  }
-}
 
 async function txn (app: FastifyInstance, payload: unknown) {
   return await app.inject({ method: 'POST', url: `${base}/txn`, headers: { ...proj, ...json }, payload: typeof payload === 'string' ? payload : JSON.stringify(payload) })
@@ -44,8 +29,8 @@ async function snapshot (app: FastifyInstance): Promise<Record<string, unknown>>
   return Object.fromEntries(Object.entries(all).map(([k, r]) => [k, [r.value, r.version]]))
 }
 
-both('a transaction that moves a value between two keys (the README example)', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('a transaction that moves a value between two keys (the README example)', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const tag = await put(app, 'from', { amount: 42 })
   const before = await rev(app)
   const res = await txn(app, {
@@ -78,8 +63,8 @@ both('a transaction that moves a value between two keys (the README example)', a
   t.same((await get(app, 'to')).json().data.value, { amount: 42 }, 'nothing applied')
 })
 
-both('ops apply in order and a get sees the earlier ops; results per op', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('ops apply in order and a get sees the earlier ops; results per op', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   await put(app, 'old', 'x')
   const res = await txn(app, {
     ops: [
@@ -110,8 +95,8 @@ both('ops apply in order and a get sees the earlier ops; results per op', async 
   t.type(b.json().data.expires_at, 'number', 'a set op takes ttl')
 })
 
-both('checks hold against the state before the transaction', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('checks hold against the state before the transaction', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const tag = await put(app, 'a', 1)
   const res = await txn(app, {
     checks: [{ key: 'a', etag: tag }, { key: 'a', exists: true }, { key: 'b', exists: false }],
@@ -122,8 +107,8 @@ both('checks hold against the state before the transaction', async (t, onDisk) =
   t.equal(weak.statusCode, 409, 'a check compares the ETag exactly')
 })
 
-both('one revision per transaction, none for get-only', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('one revision per transaction, none for get-only', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   await put(app, 'a', 1)
   const before = await rev(app)
   const reads = await txn(app, { checks: [{ key: 'a', exists: true }], ops: [{ op: 'get', key: 'a' }, { op: 'get', key: 'z' }] })
@@ -141,8 +126,8 @@ both('one revision per transaction, none for get-only', async (t, onDisk) => {
   t.equal(await rev(app), before + 2, 'a transaction with a write op is a revision even when it deletes nothing')
 })
 
-both('failing checks: 409 naming each failed check with the current ETag, nothing applied', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('failing checks: 409 naming each failed check with the current ETag, nothing applied', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const tagA = await put(app, 'a', 1)
   const tagB = await put(app, 'b', 2)
   const state = await snapshot(app)
@@ -162,9 +147,9 @@ both('failing checks: 409 naming each failed check with the current ETag, nothin
   t.equal(await rev(app), before, 'no revision')
 })
 
-both('validation before any write: 400 and nothing applied', async (t, onDisk) => {
+onBothEngines('validation before any write: 400 and nothing applied', async (t, onDisk) => {
   const { app } = await build(t, {
-    config: config(onDisk, c => { c.system!.limits = { max_txn_ops: 3, max_txn_checks: 2 } })
+    config: engineConfig(onDisk, c => { c.system!.limits = { max_txn_ops: 3, max_txn_checks: 2 } })
   })
   const tag = await put(app, 'a', 1)
   const state = await snapshot(app)
@@ -208,9 +193,9 @@ both('validation before any write: 400 and nothing applied', async (t, onDisk) =
   t.equal((await txn(app, { checks: [{ key: 'a', exists: true }, { key: 'x', exists: true }], ops: [{ op: 'get', key: 'a' }] })).statusCode, 200, 'exactly max_txn_checks is fine')
 })
 
-both('a value over max_value_bytes is 413 and nothing is applied', async (t, onDisk) => {
+onBothEngines('a value over max_value_bytes is 413 and nothing is applied', async (t, onDisk) => {
   const { app } = await build(t, {
-    config: config(onDisk, c => { c.system!.limits = { max_value_bytes: 100 } })
+    config: engineConfig(onDisk, c => { c.system!.limits = { max_value_bytes: 100 } })
   })
   await put(app, 'a', 1)
   const state = await snapshot(app)
@@ -224,9 +209,9 @@ both('a value over max_value_bytes is 413 and nothing is applied', async (t, onD
   t.equal((await txn(app, { ops: [{ op: 'set', key: 'fits', value: 'x'.repeat(90) }] })).statusCode, 200)
 })
 
-both('require_conditional_writes: 428 when a written key has no check', async (t, onDisk) => {
+onBothEngines('require_conditional_writes: 428 when a written key has no check', async (t, onDisk) => {
   const { app } = await build(t, {
-    config: config(onDisk, c => { c.projects![0].security = { keys_and_values_discoverable: true, require_conditional_writes: true } })
+    config: engineConfig(onDisk, c => { c.projects![0].security = { keys_and_values_discoverable: true, require_conditional_writes: true } })
   })
   const first = await txn(app, { checks: [{ key: 'a', exists: false }], ops: [{ op: 'set', key: 'a', value: 1 }] })
   t.equal(first.statusCode, 200, 'every written key checked')
@@ -248,8 +233,8 @@ both('require_conditional_writes: 428 when a written key has no check', async (t
   t.equal(checked.statusCode, 200)
 })
 
-both('concurrent transactions with the same check: exactly one applies', async (t, onDisk) => {
-  const { app } = await build(t, { config: config(onDisk) })
+onBothEngines('concurrent transactions with the same check: exactly one applies', async (t, onDisk) => {
+  const { app } = await build(t, { config: engineConfig(onDisk) })
   const tag = await put(app, 'counter', 0)
   const answers = await Promise.all([1, 2, 3, 4].map(async n => await txn(app, { checks: [{ key: 'counter', etag: tag }], ops: [{ op: 'set', key: 'counter', value: n }] })))
   const codes = answers.map(r => r.statusCode).sort()
