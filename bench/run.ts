@@ -509,6 +509,25 @@ function checkLoad (what: string, stats: RunStats, n: number): void {
 
 // ---------------------------------------------------------------- phases
 
+/**
+ * One row of a real-server workload: bare Fastify measured right before it at the
+ * same connections (when pairing), then the workload itself.
+ */
+async function pairedRow (opts: Options, pair: BareServer | null, id: Row['id'], label: string, pid: number, spec: MeasureSpec): Promise<Row> {
+  const paired = pair === null ? undefined : await pair.measureAt(spec.connections, `${WORKLOAD_LABELS['bare-fastify']}, paired`)
+  const { stats, cpu } = await measure(opts, label, pid, [spec])
+  return {
+    id,
+    label,
+    connections: spec.connections,
+    stats: stats[0]!,
+    cpu,
+    expect: '2xx',
+    ratio: null,
+    pairedBare: paired === undefined ? undefined : { okPerSec: paired.stats.okPerSec, p99Ms: paired.stats.latencyMs.p99, cpu: paired.cpu }
+  }
+}
+
 interface BareServer {
   child: Child
   /** One measured run of the bare route at `connections`. */
@@ -605,20 +624,10 @@ async function runReal (opts: Options, tmp: string, rows: Row[], floods: FloodRe
     for (const w of simple) {
       if (!opts.only.has(w.id)) continue
       for (const c of opts.connections) {
-        const paired = pair === null ? undefined : await pair.measureAt(c, `${WORKLOAD_LABELS['bare-fastify']}, paired`)
-        const { stats, cpu } = await measure(opts, WORKLOAD_LABELS[w.id], srv.child.pid, [w.spec(c)])
-        rows.push({
-          id: w.id,
-          label: WORKLOAD_LABELS[w.id],
-          connections: c,
-          stats: stats[0]!,
-          cpu,
-          expect: '2xx',
-          ratio: null,
-          pairedBare: paired === undefined ? undefined : { okPerSec: paired.stats.okPerSec, p99Ms: paired.stats.latencyMs.p99, cpu: paired.cpu }
-        })
+        const row = await pairedRow(opts, pair, w.id, WORKLOAD_LABELS[w.id], srv.child.pid, w.spec(c))
+        rows.push(row)
         if (w.id === 'put-cas') {
-          const s = stats[0]!
+          const s = row.stats
           const share = s.responses === 0 ? NaN : (s.statusCounts['412'] ?? 0) / s.responses
           log(`  put-cas: ${fmtInt(s.statusCounts['412'] ?? 0)} of ${fmtInt(s.responses)} answers were 412 (${(share * 100).toFixed(3)}%; 0 expected)`)
           if (share > 0) warn(`put-cas @${c}: ${(share * 100).toFixed(3)}% of the conditional PUTs got 412: each connection owns its key, so the loop or the server's ETags are wrong`)
@@ -959,18 +968,7 @@ async function runList (opts: Options, server: { pid: number, port: number }, ap
   ]
   for (const c of opts.connections) {
     for (const r of runs) {
-      const paired = pair === null ? undefined : await pair.measureAt(c, `${WORKLOAD_LABELS['bare-fastify']}, paired`)
-      const { stats, cpu } = await measure(opts, r.label, pid, [r.spec(c)])
-      rows.push({
-        id: r.id,
-        label: r.label,
-        connections: c,
-        stats: stats[0]!,
-        cpu,
-        expect: '2xx',
-        ratio: null,
-        pairedBare: paired === undefined ? undefined : { okPerSec: paired.stats.okPerSec, p99Ms: paired.stats.latencyMs.p99, cpu: paired.cpu }
-      })
+      rows.push(await pairedRow(opts, pair, r.id, r.label, pid, r.spec(c)))
     }
   }
   return {
