@@ -137,19 +137,6 @@ export class LocalEngine implements KvEngine {
     this.#scheduleReclaim()
   }
 
-  /** Value bytes held, summed over the records' size_bytes. */
-  get valueBytes (): number {
-    return this.#bytes
-  }
-
-  get size (): number {
-    return this.#data.size
-  }
-
-  get bytesOnDisk (): number {
-    return this.#persistence.bytesOnDisk
-  }
-
   get persistent (): boolean {
     return this.#persistence !== memoryOnly
   }
@@ -167,7 +154,7 @@ export class LocalEngine implements KvEngine {
     return this.#data
   }
 
-  /** Synchronous read for the local fast path; the seam's `get` wraps it. */
+  /** The durable record of a key, read synchronously and whether expired or not: for inspecting the store, not for serving reads. */
   peek (key: string): KvRecord | undefined {
     return this.#data.get(key)
   }

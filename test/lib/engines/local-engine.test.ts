@@ -89,7 +89,7 @@ t.test('a failed batch fails every write queued behind it; memory stays; the sto
   const next = store.delete('a')
   await disk.pass()
   t.equal(await next, true, 'later writes decide on memory again')
-  t.equal(store.size, 0)
+  t.equal(store.usage().keys, 0)
 })
 
 t.test('clear then set in one batch leaves only the set', async t => {
@@ -128,7 +128,7 @@ t.test('switching persistence waits for writes in flight; writes during the swit
   t.equal(after.removed, 1)
   await store.set('c', 3)
   t.equal(store.peek('c')?.value, 3)
-  t.equal(store.bytesOnDisk, 0)
+  t.equal(store.usage().bytesOnDisk, 0)
 })
 
 t.test('a persistence that cannot take the store over: 507, the store keeps the old one', async t => {
@@ -155,5 +155,5 @@ t.test('close and destroy wait for writes in flight; later writes find no projec
   await t.rejects(store.setPersistence(memoryOnly), { name: 'NotFoundError', kind: 'not_found' })
   await store.destroy()
   t.equal(disk.removed, 1)
-  t.equal(store.size, 0)
+  t.equal(store.usage().keys, 0)
 })
