@@ -4,6 +4,8 @@ import type { GeneratedKey } from '../lib/registry.js'
 export interface BannerProject {
   id: string
   onDisk: boolean
+  /** Shown in the Storage column in place of disk/memory (e.g. redis). */
+  storage?: string
   auth: boolean
   /** Number of keys in the project's store. */
   keys: number
@@ -42,7 +44,7 @@ function palette (color: boolean): Record<'bold' | 'dim' | 'red' | 'yellow' | 'g
 function projectTable (projects: BannerProject[], c: ReturnType<typeof palette>): string[] {
   if (projects.length === 0) return ['  No projects yet: create one with POST /api/v1/projects (system key).']
   const rows = projects.map(p => ({
-    cells: [p.id, p.onDisk ? 'disk' : 'memory', p.auth ? 'on' : 'OFF', String(p.keys)],
+    cells: [p.id, p.storage ?? (p.onDisk ? 'disk' : 'memory'), p.auth ? 'on' : 'OFF', String(p.keys)],
     auth: p.auth
   }))
   const header = ['Project', 'Storage', 'Auth', 'Keys']

@@ -124,10 +124,24 @@ export function resolveConfigPath (explicit?: string, env: NodeJS.ProcessEnv = p
   return resolve(chosen)
 }
 
+/** The Redis engine's settings, defaults filled in. */
+export interface RedisSettings {
+  url: string
+  cluster: boolean
+  keyPrefix: string
+  commandTimeoutMs: number
+}
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379/0'
+export const DEFAULT_REDIS_KEY_PREFIX = 'skv'
+export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 5000
+
 export interface EffectiveSettings {
   host: string
   port: number
   storageDir: string
+  engine: 'local' | 'redis'
+  redis: RedisSettings
   durability: Durability
   journalMaxBytes: number
   projectDiscoverable: boolean
@@ -164,6 +178,18 @@ function limitSettings (c: KvConfig): Pick<EffectiveSettings, 'maxBodyBytes' | '
   }
 }
 
+/** SIMPLE_KV_REDIS_URL wins over the file, so credentials can stay out of it. */
+function redisSettings (c: KvConfig, env: NodeJS.ProcessEnv): RedisSettings {
+  const r = c.system?.storage?.redis
+  const fromEnv = env.SIMPLE_KV_REDIS_URL
+  return {
+    url: fromEnv !== undefined && fromEnv !== '' ? fromEnv : r?.url ?? DEFAULT_REDIS_URL,
+    cluster: r?.cluster ?? false,
+    keyPrefix: r?.key_prefix ?? DEFAULT_REDIS_KEY_PREFIX,
+    commandTimeoutMs: r?.command_timeout_ms ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS
+  }
+}
+
 function timeoutSettings (c: KvConfig): Pick<EffectiveSettings, 'requestTimeoutMs' | 'headersTimeoutMs' | 'keepAliveTimeoutMs' | 'connectionsCheckIntervalMs'> {
   const t = c.system?.timeouts
   const requestTimeoutMs = t?.request_timeout_ms ?? DEFAULT_REQUEST_TIMEOUT_MS
@@ -186,6 +212,8 @@ export class ConfigStore {
   #config: KvConfig
   #settings: EffectiveSettings | null = null
   readonly #mutex = new Mutex()
+  /** Where SIMPLE_KV_REDIS_URL is read from. */
+  readonly #env: NodeJS.ProcessEnv = process.env
 
   private constructor (file: string | null, baseDir: string, config: KvConfig) {
     this.file = file
@@ -258,6 +286,8 @@ export class ConfigStore {
       host: c.server_host ?? DEFAULT_HOST,
       port: c.server_port ?? DEFAULT_PORT,
       storageDir: resolve(this.baseDir, c.system?.storage?.persistent_file_path ?? DEFAULT_STORAGE_PATH),
+      engine: c.system?.storage?.engine ?? 'local',
+      redis: redisSettings(c, this.#env),
       durability: c.system?.storage?.durability ?? DEFAULT_DURABILITY,
       journalMaxBytes: c.system?.storage?.journal_max_bytes ?? DEFAULT_JOURNAL_MAX_BYTES,
       projectDiscoverable: c.system?.security?.project_discoverable ?? true,

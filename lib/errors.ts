@@ -13,6 +13,7 @@ export type FailureKind =
   | 'precondition_required'
   | 'busy'
   | 'storage_unavailable'
+  | 'unreachable'
 
 export class KvError extends Error {
   readonly kind: FailureKind
@@ -97,6 +98,17 @@ export class BusyError extends KvError {
 export class StorageUnavailableError extends KvError {
   constructor (message: string, cause?: unknown) {
     super('storage_unavailable', message, { cause })
+  }
+}
+
+/**
+ * The storage server (Redis) cannot be reached or did not answer in time. A
+ * write that fails so either happened as a whole or not at all: the engine's
+ * writes are single atomic scripts.
+ */
+export class StorageUnreachableError extends KvError {
+  constructor (message: string, cause?: unknown, retryAfterSeconds = 1) {
+    super('unreachable', message, { cause, retryAfterSeconds })
   }
 }
 

@@ -60,7 +60,7 @@ class ProjectEntry implements Project {
   }
 }
 
-function isPlainObject (value: unknown): value is Record<string, unknown> {
+export function isPlainObject (value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value)
 }
 
@@ -78,17 +78,125 @@ export function publicSettings (project: ProjectConfig, withId: boolean): Projec
   return withId ? { id: project.id, ...out } : out
 }
 
-function needsKey (auth: AuthenticationConfig | undefined): boolean {
+export function needsKey (auth: AuthenticationConfig | undefined): boolean {
   const { enabled, api_key: key, api_key_hash: hash } = effectiveAuthentication(auth)
   return enabled && typeof key !== 'string' && typeof hash !== 'string'
 }
 
+/** What the storage promises for an acknowledged write, for the banner and the status answer. */
+export interface StorageReport {
+  /** 'local' or 'redis'. */
+  engine: string
+  /** always, everysec, no (and for Redis: none, unknown). */
+  durability: string
+  /** One line on where the data is and how durable it is. */
+  summary: string
+}
+
 /**
  * The projects the server holds, each with its store and key check, and the
- * system scope: their lifecycle (open, create, change, delete, close) and the
- * config writes that go with it. Routes change projects only through here.
+ * system scope: their lifecycle (create, change, delete, close). Routes and
+ * hooks change projects only through here. The local registry keeps projects
+ * in config.json; the shared one (the Redis engine) in Redis, for every
+ * instance alike.
  */
-export class Registry {
+export interface Registry {
+  readonly config: ConfigStore
+  readonly startedAt: number
+  readonly storage: StorageReport
+  readonly systemAuth: ScopeAuth
+  readonly projectDiscoverable: boolean
+  /** Projects as last known (the shared registry counts them now and then). */
+  readonly projectCount: number
+  /**
+   * The project with this id, or undefined: at once when the answer is in this
+   * process, as a promise when it must be asked of the storage server (the
+   * shared registry asks on every request, so a change on another instance is
+   * in force at the next request here).
+   */
+  resolve: (id: string) => Project | undefined | Promise<Project | undefined>
+  /** The projects this instance has open (every project, for the local registry). */
+  projects: () => Iterable<Project>
+  /** Every project's settings, keyed by id, without ids or secrets. */
+  listProjects: () => Promise<Record<string, ProjectSettings>>
+  projectDetails: (id: string) => Promise<ProjectSettings>
+  /** Create a project from a request body; returns its new key, or null when its authentication is off. */
+  createProject: (body: unknown) => Promise<string | null>
+  /** Remove a project, its settings and its data. */
+  deleteProject: (id: string) => Promise<void>
+  /** Give a project a new key; the old one stops working at once. */
+  regenerateKey: (id: string) => Promise<string>
+  /** Merge settings into a project. */
+  updateProject: (id: string, body: unknown) => Promise<void>
+  close: () => Promise<void>
+}
+
+export interface OpenedRegistry {
+  registry: Registry
+  generated: GeneratedKey[]
+  /** What recovery dropped or the storage server warns of, to log. */
+  warnings: string[]
+}
+
+/** Open the registry the settings choose: local (config.json and files) or shared (Redis). */
+export async function openRegistry (config: ConfigStore, events: StorageEvents = {}): Promise<OpenedRegistry> {
+  if (config.settings.engine === 'redis') {
+    // Loaded only when used, so the local engine's start pays nothing for the Redis client.
+    const { SharedRegistry } = await import('./shared-registry.js')
+    return await SharedRegistry.open(config)
+  }
+  return await LocalRegistry.open(config, events)
+}
+
+/** A create body checked in the contract's order, as the project to store (without a key yet). */
+export function projectFromBody (body: unknown): ProjectConfig {
+  if (!isPlainObject(body)) throw new InvalidInputError(BODY_NOT_JSON)
+  if (!Object.hasOwn(body, 'id')) throw new InvalidInputError("Project 'id' is required in the request body")
+  const id = body.id
+  if (typeof id !== 'string' || !isValidProjectId(id)) throw new InvalidInputError(PROJECT_ID_RULE)
+  const input = structuredClone(body)
+  if (isPlainObject(input.authentication)) {
+    delete input.authentication.api_key
+    delete input.authentication.api_key_hash
+  }
+  const problem = firstError(CreateProjectSchema, input)
+  if (problem !== null) throw new InvalidInputError(problem)
+  const given = input as ProjectConfig
+  const defaults = defaultProject(id)
+  return {
+    id,
+    storage: { ...defaults.storage, ...given.storage },
+    authentication: { ...defaults.authentication, ...given.authentication, api_key: null, api_key_hash: null },
+    security: { ...defaults.security, ...given.security }
+  }
+}
+
+/** An update body checked in the contract's order. */
+export function updateFromBody (body: unknown): UpdateProject {
+  if (!isPlainObject(body)) throw new InvalidInputError(BODY_NOT_JSON)
+  if (Object.hasOwn(body, 'authentication')) {
+    throw new InvalidInputError('Updating authentication settings via this route is not allowed. Use the regenerate API key route instead.')
+  }
+  if (Object.hasOwn(body, 'id')) throw new InvalidInputError('Updating project ID via this route is not allowed.')
+  const problem = firstError(UpdateProjectSchema, body)
+  if (problem !== null) throw new InvalidInputError(problem)
+  return body as UpdateProject
+}
+
+/** A project's config with an update merged in. */
+export function applyUpdate (project: ProjectConfig, patch: UpdateProject): ProjectConfig {
+  const next = structuredClone(project)
+  if (patch.storage !== undefined) next.storage = { ...next.storage, ...patch.storage }
+  if (patch.security !== undefined) next.security = { ...next.security, ...patch.security }
+  return next
+}
+
+export function regenerateRefused (id: string): ConflictError {
+  return new ConflictError(`Failed to regenerate API key for the project (authentication may be disabled for \`${id}\`)`)
+}
+
+/** The registry of the local engine: projects in config.json, stores in this process. */
+export class LocalRegistry implements Registry {
   readonly config: ConfigStore
   readonly startedAt = Date.now()
   #systemAuth: ScopeAuth
@@ -108,8 +216,8 @@ export class Registry {
    * is held by another process or a store cannot be read. `warnings` lists
    * what recovery dropped (a torn last journal line), to log.
    */
-  static async open (config: ConfigStore, events: StorageEvents = {}): Promise<{ registry: Registry, generated: GeneratedKey[], warnings: string[] }> {
-    const registry = new Registry(config, await openBackend(config.settings, events))
+  static async open (config: ConfigStore, events: StorageEvents = {}): Promise<{ registry: LocalRegistry, generated: GeneratedKey[], warnings: string[] }> {
+    const registry = new LocalRegistry(config, await openBackend(config.settings, events))
     const warnings: string[] = []
     try {
       for (const project of config.config.projects ?? []) {
@@ -125,9 +233,9 @@ export class Registry {
     }
   }
 
-  /** The storage engine's name, e.g. 'local'. */
-  get engine (): string {
-    return this.#backend.name
+  get storage (): StorageReport {
+    const durability = this.config.settings.durability
+    return { engine: this.#backend.name, durability, summary: `local files under ${this.config.settings.storageDir}, fsync ${durability}` }
   }
 
   get systemAuth (): ScopeAuth {
@@ -146,51 +254,32 @@ export class Registry {
     return this.#projects.get(id)
   }
 
+  resolve (id: string): Project | undefined {
+    return this.#projects.get(id)
+  }
+
   projects (): Iterable<Project> {
     return this.#projects.values()
   }
 
-  /** Every project's settings, keyed by id, without ids or secrets. */
-  listProjects (): Record<string, ProjectSettings> {
+  async listProjects (): Promise<Record<string, ProjectSettings>> {
     // fromEntries defines own properties, so an id like __proto__ stays an ordinary key.
     return Object.fromEntries((this.config.config.projects ?? []).map(p => [p.id, publicSettings(p, false)]))
   }
 
-  projectDetails (id: string): ProjectSettings {
+  async projectDetails (id: string): Promise<ProjectSettings> {
     const config = this.config.project(id)
     if (config === undefined) throw projectNotFound(id)
     return publicSettings(config, true)
   }
 
-  /**
-   * Create a project from a request body, checking in the contract's order.
-   * Returns the new key, or null when the project's authentication is off.
-   */
   async createProject (body: unknown): Promise<string | null> {
-    if (!isPlainObject(body)) throw new InvalidInputError(BODY_NOT_JSON)
-    if (!Object.hasOwn(body, 'id')) throw new InvalidInputError("Project 'id' is required in the request body")
-    const id = body.id
-    if (typeof id !== 'string' || !isValidProjectId(id)) throw new InvalidInputError(PROJECT_ID_RULE)
+    const project = projectFromBody(body)
+    const id = project.id
     return await this.#mutex.runExclusive(async () => {
       if (this.config.project(id) !== undefined) throw new InvalidInputError(`Project with ID '${id}' already exists in configuration.`)
-      const input = structuredClone(body)
-      if (isPlainObject(input.authentication)) {
-        delete input.authentication.api_key
-        delete input.authentication.api_key_hash
-      }
-      const problem = firstError(CreateProjectSchema, input)
-      if (problem !== null) throw new InvalidInputError(problem)
-      const given = input as ProjectConfig
-      const defaults = defaultProject(id)
-      const project: ProjectConfig = {
-        id,
-        storage: { ...defaults.storage, ...given.storage },
-        authentication: { ...defaults.authentication, ...given.authentication },
-        security: { ...defaults.security, ...given.security }
-      }
-      project.authentication = { ...project.authentication, api_key: null, api_key_hash: null }
       let key: string | null = null
-      if (project.authentication.enabled === true) {
+      if (project.authentication?.enabled === true) {
         const fresh = await newKeyFields(project.authentication)
         key = fresh.key
         Object.assign(project.authentication, fresh.fields)
@@ -224,9 +313,7 @@ export class Registry {
       const entry = this.#projects.get(id)
       const config = this.config.project(id)
       if (entry === undefined || config === undefined) throw projectNotFound(id)
-      if (!effectiveProject(config).authentication.enabled) {
-        throw new ConflictError(`Failed to regenerate API key for the project (authentication may be disabled for \`${id}\`)`)
-      }
+      if (!effectiveProject(config).authentication.enabled) throw regenerateRefused(id)
       const { key, fields } = await newKeyFields(config.authentication)
       await this.config.update(c => { mergeAuthentication(c, id, fields) })
       entry.auth = new ScopeAuth(this.config.project(id)?.authentication)
@@ -236,14 +323,7 @@ export class Registry {
 
   /** Merge settings into a project; storage.on_disk takes effect at once. */
   async updateProject (id: string, body: unknown): Promise<void> {
-    if (!isPlainObject(body)) throw new InvalidInputError(BODY_NOT_JSON)
-    if (Object.hasOwn(body, 'authentication')) {
-      throw new InvalidInputError('Updating authentication settings via this route is not allowed. Use the regenerate API key route instead.')
-    }
-    if (Object.hasOwn(body, 'id')) throw new InvalidInputError('Updating project ID via this route is not allowed.')
-    const problem = firstError(UpdateProjectSchema, body)
-    if (problem !== null) throw new InvalidInputError(problem)
-    const patch = body as UpdateProject
+    const patch = updateFromBody(body)
     await this.#mutex.runExclusive(async () => {
       const entry = this.#projects.get(id)
       const before = this.config.project(id)
@@ -253,9 +333,7 @@ export class Registry {
       if (onDisk !== wasOnDisk) await entry.store.setPersistent(onDisk)
       try {
         await this.config.update(c => {
-          const p = c.projects?.find(p => p.id === id) as ProjectConfig
-          if (patch.storage !== undefined) p.storage = { ...p.storage, ...patch.storage }
-          if (patch.security !== undefined) p.security = { ...p.security, ...patch.security }
+          c.projects = (c.projects ?? []).map(p => p.id === id ? applyUpdate(p, patch) : p)
         })
       } catch (err) {
         if (onDisk !== wasOnDisk) await entry.store.setPersistent(wasOnDisk)

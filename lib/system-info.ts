@@ -11,6 +11,7 @@ export function systemInfo (registry: Registry): SystemInfo {
     number_of_projects: registry.projectCount,
     storage_usage_bytes: storage,
     uptime: Math.floor((Date.now() - registry.startedAt) / 1000),
-    version: VERSION
+    version: VERSION,
+    storage: { engine: registry.storage.engine, durability: registry.storage.durability }
   }
 }

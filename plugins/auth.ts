@@ -100,7 +100,16 @@ export default fp(async (fastify) => {
   fastify.decorate('requireProjectKey', function (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     keyed(reply)
     const { id } = request.params as { id: string }
-    const project = fastify.kv.project(id)
+    const found = fastify.kv.resolve(id)
+    // The local registry answers at once; the shared one asks Redis (so a change made elsewhere is in force now).
+    if (found instanceof Promise) {
+      found.then(project => { withProject(project, id, request, done) }, (err: unknown) => { done(err as Error) })
+      return
+    }
+    withProject(found, id, request, done)
+  })
+
+  function withProject (project: Project | undefined, id: string, request: FastifyRequest, done: HookHandlerDoneFunction): void {
     if (project === undefined) {
       if (fastify.kv.projectDiscoverable) {
         done(projectNotFound(id))
@@ -114,5 +123,5 @@ export default fp(async (fastify) => {
       if (err === undefined) request.kvProject = project
       done(err)
     })
-  })
+  }
 }, { name: 'kv-auth', fastify: '5.x', dependencies: ['kv-config', 'kv-storage', '@fastify/sensible'] })

@@ -16,7 +16,8 @@ export const STATUS_OF_FAILURE: Record<FailureKind, number> = {
   precondition_failed: 412,
   precondition_required: 428,
   busy: 503,
-  storage_unavailable: 507
+  storage_unavailable: 507,
+  unreachable: 503
 }
 
 /** Build the envelope for a reply; it carries System once a system key check passed. */

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import { formatGeneratedKeys } from '../lib/keys-box.js'
-import { Registry, type GeneratedKey } from '../lib/registry.js'
+import { openRegistry, type GeneratedKey, type Registry } from '../lib/registry.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,7 +16,7 @@ export interface StoragePluginOptions {
 }
 
 export default fp<StoragePluginOptions>(async (fastify, opts) => {
-  const { registry, generated, warnings } = await Registry.open(fastify.kvConfig, {
+  const { registry, generated, warnings } = await openRegistry(fastify.kvConfig, {
     onCompactionError: (id, err, failures) => {
       fastify.log.error({ err, project: id, failures }, `compaction of project '${id}' failed (${failures} in a row): its journal keeps every change and grows until a retry succeeds`)
     }

@@ -70,7 +70,7 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       after = cursor.k
       started = { epoch: cursor.e, rev: cursor.r }
     }
-    const page = await store.list({ prefix, after, limit })
+    const page = await store.list({ prefix, after, limit, values })
     if (started !== undefined && started.epoch !== page.revision.epoch) {
       throw new BadRequestError('The cursor belongs to an earlier history of this project (its store was replaced); start the listing again')
     }

@@ -17,7 +17,7 @@ const projectSettingsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: op('GET', 'getProject', 'Project details', 'The project\'s settings, without keys or hashes. Needs the project key.', { params: ProjectIdParams }, { 200: response(ProjectSettingsEnvelopeSchema, 'The project\'s settings.') })
   }, async (request, reply) => {
     const { id } = projectOf(request)
-    return respond(request, reply, 200, `Project '${id}' details fetched successfully`, fastify.kv.projectDetails(id))
+    return respond(request, reply, 200, `Project '${id}' details fetched successfully`, await fastify.kv.projectDetails(id))
   })
 
   fastify.put('', {

@@ -17,7 +17,7 @@ const projectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: op('GET', 'listProjects', 'List projects', 'Every project\'s settings keyed by id, without keys or hashes. 403 when project_discoverable is off.', {}, { 200: response(ProjectListEnvelopeSchema, 'Projects keyed by id.') }, [403])
   }, async (request, reply) => {
     if (!fastify.kv.projectDiscoverable) throw new ForbiddenError('Project listing is disabled')
-    return respond(request, reply, 200, 'Project listing fetched successfully', fastify.kv.listProjects())
+    return respond(request, reply, 200, 'Project listing fetched successfully', await fastify.kv.listProjects())
   })
 
   fastify.post('', {

@@ -46,6 +46,15 @@ export const TimeoutsSchema = Type.Object({
   connections_check_interval_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'How often open connections are checked against the request and headers timeouts, in milliseconds (default 1000); a timeout fires up to this much late.' }))
 }, { additionalProperties: false, description: 'HTTP server timeouts, so slow or idle clients cannot hold connections forever.' })
 
+export const REDIS_KEY_PREFIX_PATTERN = '^[A-Za-z0-9_.-]{1,64}$'
+
+export const RedisConfigSchema = Type.Object({
+  url: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis://[user:password@]host:port[/db] or rediss:// for TLS (default redis://127.0.0.1:6379/0). The environment variable SIMPLE_KV_REDIS_URL overrides it; put credentials there rather than in this file.' })),
+  cluster: Type.Optional(Type.Boolean({ description: 'The URL names one node of a Redis Cluster (default false).' })),
+  key_prefix: Type.Optional(Type.String({ pattern: REDIS_KEY_PREFIX_PATTERN, description: 'Every Redis key Simple KV writes starts with this and a colon, so one Redis can hold several datasets (default skv).' })),
+  command_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'A command without an answer after this long fails with 503 (default 5000).' }))
+}, { additionalProperties: false, description: 'The Redis engine (storage.engine redis).' })
+
 export const SystemConfigSchema = Type.Object({
   storage: Type.Optional(Type.Object({
     persistent_file_path: Type.Optional(Type.String({ minLength: 1, description: 'Folder of the store files, relative to the config file (default storage_data).' })),
@@ -55,7 +64,11 @@ export const SystemConfigSchema = Type.Object({
     journal_max_bytes: Type.Optional(Type.Integer({
       minimum: 1024,
       description: 'Compact a project (rewrite its store file, start an empty journal) once its journal passes this many bytes and the size of its store file (default 16777216).'
-    }))
+    })),
+    engine: Type.Optional(Type.Union([Type.Literal('local'), Type.Literal('redis')], {
+      description: 'Where the stores live. local (default): in this process, with journal and snapshot files under persistent_file_path. redis: in a Redis or Valkey server (or a Redis Cluster) that several Simple KV instances can share; projects, their settings and key hashes then live there too.'
+    })),
+    redis: Type.Optional(RedisConfigSchema)
   }, { additionalProperties: false })),
   authentication: Type.Optional(AuthenticationSchema),
   security: Type.Optional(Type.Object({

@@ -139,7 +139,7 @@ t.test('every answer of a varied set of requests matches the document\'s respons
   t.ok(flood.some(r => r.statusCode === 503), 'the flood got 503s')
 
   // Failures of the store itself: a bug (500) and a disk that refuses a write (507).
-  const store = (registry?.project('p1') as Project).store as { get: unknown, set: unknown, clear: unknown }
+  const store = (registry?.resolve('p1') as Project).store as { get: unknown, set: unknown, clear: unknown }
   const { get, set, clear } = store
   store.get = async () => { throw new Error('a bug') }
   store.set = async () => { throw new StorageUnavailableError('disk full') }

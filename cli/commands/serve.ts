@@ -10,11 +10,15 @@ function urlFor (host: string, port: number): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
 }
 
-/** The banner's table: every project the registry opened, in the config's order. */
+/** The banner's table: every project the registry opened, in the config's order (local) or the order they were created (Redis). */
 function projectRows (registry: Registry, configured: ReadonlyArray<{ id: string }>): BannerProject[] {
-  return configured.flatMap(({ id }) => {
-    const project = registry.project(id)
-    return project === undefined ? [] : [{ id, onDisk: project.store.persistent, auth: project.auth.enabled, keys: project.store.usage().keys }]
+  const open = [...registry.projects()]
+  const shared = registry.storage.engine !== 'local'
+  const ids = shared ? open.map(p => p.id) : configured.map(p => p.id)
+  return ids.flatMap(id => {
+    const project = open.find(p => p.id === id)
+    if (project === undefined) return []
+    return [{ id, onDisk: project.store.persistent, ...(shared ? { storage: registry.storage.engine } : {}), auth: project.auth.enabled, keys: project.store.usage().keys }]
   })
 }
 
@@ -30,7 +34,7 @@ function bannerInfo ({ fastify, configStore, configCreated, generatedKeys, regis
     docs: true,
     configFile: configStore.file ?? '(in memory)',
     configCreated,
-    dataDir: configStore.settings.storageDir,
+    dataDir: registry.storage.engine === 'local' ? configStore.settings.storageDir : registry.storage.summary,
     systemAuth: registry.systemAuth.enabled,
     projects: projectRows(registry, configStore.config.projects ?? []),
     generatedKeys

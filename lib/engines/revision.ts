@@ -10,7 +10,7 @@ let pool = Buffer.alloc(0)
 let offset = POOL_SIZE
 
 /** Four random base64url characters from a pool refilled a page at a time, so a write costs no system call. */
-function nonce (): string {
+export function nonce (): string {
   if (offset + 3 > pool.length) {
     pool = randomBytes(POOL_SIZE)
     offset = 0

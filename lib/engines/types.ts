@@ -8,6 +8,8 @@ export interface ListOptions {
   after?: string
   /** Most entries in the page. */
   limit: number
+  /** Whether the caller needs the values (default true); without, an engine may leave `value` null. */
+  values?: boolean
 }
 
 export interface ListPage {

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { join } from 'node:path'
 import t from 'tap'
 import { ConfigStore, configError } from '../../../lib/config.js'
-import { Registry } from '../../../lib/registry.js'
+import { LocalRegistry } from '../../../lib/registry.js'
 import { build, proj, sys, testConfig } from '../../support/app.js'
 import { tempDir } from '../../support/temp.js'
 
@@ -136,12 +136,12 @@ t.test('start-up: a corrupt journal stops it naming file and line; a torn tail i
   const good = JSON.stringify({ op: 'set', key: 'a', record: { value: 'A', created_at: 1, updated_at: 1 } }) + '\n'
   writeFileSync(journal, good + 'garbage\n' + good)
   const config = ConfigStore.fromObject(testConfig(), dir)
-  await t.rejects(Registry.open(config), { name: 'StorageError', message: new RegExp(`Journal file ${journal} line 2 is not valid JSON`) })
+  await t.rejects(LocalRegistry.open(config), { name: 'StorageError', message: new RegExp(`Journal file ${journal} line 2 is not valid JSON`) })
   t.equal(readFileSync(journal, 'utf8'), good + 'garbage\n' + good)
   t.notOk(existsSync(join(storage, 'simple-kv.lock')), 'a failed start gives the lock back')
 
   writeFileSync(journal, good + '{"op":"se')
-  const { registry, warnings } = await Registry.open(config)
+  const { registry, warnings } = await LocalRegistry.open(config)
   t.equal(warnings.length, 1)
   t.match(warnings[0], /line 2: dropped a torn last line/)
   t.equal((await registry.project('p1')?.store.get('a'))?.value, 'A')
