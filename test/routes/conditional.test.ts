@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { bearer, build, proj, sys } from '../support/app.js'
-import { engineConfig, onBothEngines } from '../support/engines.js'
+import { onEveryEngine } from '../support/engines.js'
 
 const base = '/api/v1/projects/p1'
 const store = `${base}/store`
@@ -21,8 +21,8 @@ async function rev (app: FastifyInstance): Promise<number> {
   return (await app.inject({ method: 'GET', url: `${base}/keys?limit=1`, headers: proj })).json().data.rev
 }
 
-onBothEngines('ETag on R9, R10 and R11 (GET and HEAD): strong, quoted, one per state', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('ETag on R9, R10 and R11 (GET and HEAD): strong, quoted, one per state', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const first = await put(app, 'k', 'v1')
   t.equal(first.statusCode, 200)
   const tag = first.headers.etag as string
@@ -44,8 +44,8 @@ onBothEngines('ETag on R9, R10 and R11 (GET and HEAD): strong, quoted, one per s
   t.equal(seen.size, 22, 'no two writes share an ETag')
 })
 
-onBothEngines('the etag in JSON equals the header, quotes included', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('the etag in JSON equals the header, quotes included', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   await put(app, 'a', 'x')
   const header = await etagOf(app, 'a')
   const item = (await app.inject({ method: 'GET', url: `${base}/keys`, headers: proj })).json().data.items[0]
@@ -59,8 +59,8 @@ onBothEngines('the etag in JSON equals the header, quotes included', async (t, o
   t.equal(ttl.headers.etag, await etagOf(app, 'a'), 'TTL route header')
 })
 
-onBothEngines('If-None-Match on reads: 304 with the ETag and no body, weak comparison', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('If-None-Match on reads: 304 with the ETag and no body, weak comparison', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const tag = (await put(app, 'k', 'v')).headers.etag as string
   for (const url of [`${store}/k`, `${store}/k/value`]) {
     for (const method of ['GET', 'HEAD'] as const) {
@@ -85,8 +85,8 @@ onBothEngines('If-None-Match on reads: 304 with the ETag and no body, weak compa
   t.equal(mod.statusCode, 200, 'If-Modified-Since is ignored')
 })
 
-onBothEngines('If-Match on PUT, DELETE and the TTL route: 412 with the current ETag', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('If-Match on PUT, DELETE and the TTL route: 412 with the current ETag', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const tag = (await put(app, 'k', 'v1')).headers.etag as string
   const cases: Array<[string, string, string | null]> = [
     ['k', '"stale"', tag],
@@ -124,8 +124,8 @@ onBothEngines('If-Match on PUT, DELETE and the TTL route: 412 with the current E
   t.equal((await app.inject({ method: 'GET', url: `${store}/k`, headers: proj })).statusCode, 404)
 })
 
-onBothEngines('If-None-Match on writes: * is create-only, a listed tag fails', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('If-None-Match on writes: * is create-only, a listed tag fails', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const created = await put(app, 'k', 'first', { 'if-none-match': '*' })
   t.equal(created.statusCode, 200, 'creates a missing key')
   const tag = created.headers.etag as string
@@ -144,8 +144,8 @@ onBothEngines('If-None-Match on writes: * is create-only, a listed tag fails', a
   t.equal(other.statusCode, 200, 'a tag that is not current lets the write through')
 })
 
-onBothEngines('a malformed entity-tag list is 400 and changes nothing', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('a malformed entity-tag list is 400 and changes nothing', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   await put(app, 'k', 'v')
   const before = await rev(app)
   for (const bad of ['abc', '"a" "b"', 'W/', 'W/abc', '"unterminated', ',', '*, "a"', '"a";', '"a"x']) {
@@ -163,9 +163,9 @@ onBothEngines('a malformed entity-tag list is 400 and changes nothing', async (t
   t.equal(wrongKey.statusCode, 401, 'a wrong key comes before a malformed header')
 })
 
-onBothEngines('require_conditional_writes: 428 without a precondition, and the precedence 428 > 412 > 413 > 400', async (t, onDisk) => {
+onEveryEngine('require_conditional_writes: 428 without a precondition, and the precedence 428 > 412 > 413 > 400', async (t, engine) => {
   const { app } = await build(t, {
-    config: engineConfig(onDisk, c => {
+    config: engine.config(c => {
       c.projects![0].security = { keys_and_values_discoverable: true, require_conditional_writes: true }
       c.system!.limits = { max_body_bytes: 100 }
     })
@@ -213,8 +213,8 @@ onBothEngines('require_conditional_writes: 428 without a precondition, and the p
   t.equal((await app.inject({ method: 'GET', url: `${store}/missing`, headers: proj })).statusCode, 404, 'reads need no precondition')
 })
 
-onBothEngines('two concurrent If-Match PUTs with the same ETag: exactly one 200, one 412', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('two concurrent If-Match PUTs with the same ETag: exactly one 200, one 412', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   let tag = (await put(app, 'k', 'start')).headers.etag as string
   for (let round = 0; round < 25; round++) {
     const before = await rev(app)
@@ -234,8 +234,8 @@ onBothEngines('two concurrent If-Match PUTs with the same ETag: exactly one 200,
   t.same(dels.map(r => r.statusCode).sort(), [200, 412], 'two concurrent conditional DELETEs: one wins')
 })
 
-onBothEngines('every 2xx write is one revision; reads, 404 and 412 are none', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('every 2xx write is one revision; reads, 404 and 412 are none', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const steps: Array<[string, () => Promise<{ statusCode: number }>, number, number]> = [
     ['PUT', async () => await put(app, 'k', 'v'), 200, 1],
     ['identical PUT', async () => await put(app, 'k', 'v'), 200, 1],
@@ -260,8 +260,8 @@ onBothEngines('every 2xx write is one revision; reads, 404 and 412 are none', as
   }
 })
 
-onBothEngines('Cache-Control: no-store and Vary on keyed answers', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('Cache-Control: no-store and Vary on keyed answers', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   await put(app, 'k', 'v')
   for (const [method, url, payload] of [
     ['PUT', `${store}/k`, 'v'],
@@ -281,8 +281,8 @@ onBothEngines('Cache-Control: no-store and Vary on keyed answers', async (t, onD
   }
 })
 
-onBothEngines('ETags of an unchanged key survive a restart; later writes never repeat one', async (t, onDisk) => {
-  const first = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('ETags of an unchanged key survive a restart; later writes never repeat one', async (t, engine) => {
+  const first = await build(t, { config: engine.config() })
   const seen = new Set<string>()
   for (let i = 0; i < 5; i++) seen.add((await put(first.app, 'k', 'same')).headers.etag as string)
   let last = await etagOf(first.app, 'k')
@@ -290,7 +290,7 @@ onBothEngines('ETags of an unchanged key survive a restart; later writes never r
   for (let restart = 0; restart < 3; restart++) {
     const again = await build(t, { dir: first.dir })
     const get = await again.app.inject({ method: 'GET', url: `${store}/k`, headers: proj })
-    if (onDisk) {
+    if (engine.persistent) {
       t.equal(get.headers.etag, last, 'the on-disk key keeps its ETag across a restart')
     } else {
       t.equal(get.statusCode, 404, 'a memory-only project starts empty')
@@ -305,11 +305,11 @@ onBothEngines('ETags of an unchanged key survive a restart; later writes never r
   }
 })
 
-onBothEngines('a project deleted and created again never repeats an ETag', async (t, onDisk) => {
-  const { app } = await build(t)
+onEveryEngine('a project deleted and created again never repeats an ETag', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const seen = new Set<string>()
   for (let life = 0; life < 3; life++) {
-    const created = await app.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...json }, payload: { id: 'p2', storage: { on_disk: onDisk } } })
+    const created = await app.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...json }, payload: { id: 'p2', storage: { on_disk: engine.onDisk } } })
     t.equal(created.statusCode, 201)
     const key = bearer(created.json().data.new_api_key)
     for (let i = 0; i < 3; i++) {
@@ -326,8 +326,8 @@ onBothEngines('a project deleted and created again never repeats an ETag', async
   }
 })
 
-onBothEngines('HEAD on R8 and on the listing: 200 without a body', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('HEAD on R8 and on the listing: 200 without a body', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   await put(app, 'k', 'v')
   for (const url of [store, `${base}/keys`, `${base}/keys?limit=1`]) {
     const res = await app.inject({ method: 'HEAD', url, headers: proj })
@@ -337,8 +337,8 @@ onBothEngines('HEAD on R8 and on the listing: 200 without a body', async (t, onD
   }
 })
 
-onBothEngines('the revision never goes back: restarts, clear and switches of on_disk; ETags never repeat', async (t, onDisk) => {
-  const first = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('the revision never goes back: restarts, clear and switches of on_disk; ETags never repeat', async (t, engine) => {
+  const first = await build(t, { config: engine.config() })
   const seen = new Set<string>()
   const write = async (app: FastifyInstance): Promise<void> => {
     const res = await put(app, 'k', 'same')
@@ -352,7 +352,7 @@ onBothEngines('the revision never goes back: restarts, clear and switches of on_
   t.equal((await first.app.inject({ method: 'DELETE', url: store, headers: proj })).statusCode, 200)
   t.equal(await rev(first.app), last + 1, 'clear is a revision and does not reset it')
   last += 1
-  for (const next of [!onDisk, onDisk]) {
+  for (const next of [!engine.onDisk, engine.onDisk]) {
     const switched = await first.app.inject({ method: 'PUT', url: base, headers: { ...proj, ...json }, payload: { storage: { on_disk: next } } })
     t.equal(switched.statusCode, 200, `switch to on_disk ${String(next)}`)
     t.ok(await rev(first.app) >= last, 'a switch of on_disk keeps the revision')
@@ -362,6 +362,6 @@ onBothEngines('the revision never goes back: restarts, clear and switches of on_
   }
   await first.app.close()
   const again = await build(t, { dir: first.dir })
-  if (onDisk) t.ok(await rev(again.app) >= last, 'an on-disk project restarts at its revision or later')
+  if (engine.persistent) t.ok(await rev(again.app) >= last, 'an on-disk project restarts at its revision or later')
   await write(again.app)
 })

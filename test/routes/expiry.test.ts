@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { build, proj } from '../support/app.js'
-import { engineConfig, onBothEngines } from '../support/engines.js'
+import { onEveryEngine } from '../support/engines.js'
 
 const base = '/api/v1/projects/p1'
 const store = `${base}/store`
@@ -24,8 +24,8 @@ async function txn (app: FastifyInstance, payload: unknown) {
   return await app.inject({ method: 'POST', url: `${base}/txn`, headers: { ...proj, ...json }, payload: payload as Record<string, unknown> })
 }
 
-onBothEngines('?ttl=, ?expires_at= and ?keep_ttl=true on R9; a write without them clears the expiry', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('?ttl=, ?expires_at= and ?keep_ttl=true on R9; a write without them clears the expiry', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const plain = await put(app, 'k', 'v')
   t.equal(plain.statusCode, 200)
   t.equal((await record(app, 'k')).expires_at, null, 'no expiry: null')
@@ -60,8 +60,8 @@ onBothEngines('?ttl=, ?expires_at= and ?keep_ttl=true on R9; a write without the
   t.equal(all.k.expires_at, null, 'R8 records carry expires_at')
 })
 
-onBothEngines('bad expiry parameters are 400 and change nothing', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('bad expiry parameters are 400 and change nothing', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   await put(app, 'k', 'keep', '?ttl=500')
   const expires = (await record(app, 'k')).expires_at
   const before = await rev(app)
@@ -82,8 +82,8 @@ onBothEngines('bad expiry parameters are 400 and change nothing', async (t, onDi
   t.equal(rec.expires_at, expires)
 })
 
-onBothEngines('a key read 1 ms after expires_at is 404; before it, it is served', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('a key read 1 ms after expires_at is 404; before it, it is served', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   await put(app, 'other', 'stays')
   // 300 ms ahead leaves room for a busy machine to answer at least one read before it.
   const at = (Date.now() + 300) / 1000
@@ -116,8 +116,8 @@ onBothEngines('a key read 1 ms after expires_at is 404; before it, it is served'
   t.equal((await put(app, 'k', 'again', '', { 'if-none-match': '*' })).statusCode, 200, 'create-only write of an expired key')
 })
 
-onBothEngines('expired keys are invisible to transactions', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('expired keys are invisible to transactions', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const tag = (await put(app, 'k', 'v', '?ttl=0.05')).headers.etag as string
   await sleep(80)
   const failed = await txn(app, { checks: [{ key: 'k', exists: true }, { key: 'k', etag: tag }], ops: [{ op: 'get', key: 'k' }] })
@@ -138,8 +138,8 @@ onBothEngines('expired keys are invisible to transactions', async (t, onDisk) =>
   t.equal((await record(app, 'u')).expires_at, null, 'a set op without them clears it')
 })
 
-onBothEngines('PUT …/store/<key>/ttl: ttl, expires_at, persist; new ETag and version; 404; preconditions; bad bodies', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('PUT …/store/<key>/ttl: ttl, expires_at, persist; new ETag and version; 404; preconditions; bad bodies', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const created = await put(app, 'k', 'v')
   let tag = created.headers.etag as string
   let version = (await record(app, 'k')).version
@@ -196,8 +196,8 @@ onBothEngines('PUT …/store/<key>/ttl: ttl, expires_at, persist; new ETag and v
   t.equal((await app.inject({ method: 'PUT', url: `${store}/short/ttl`, headers: { ...proj, ...json }, payload: { persist: true } })).statusCode, 404, 'an expired key cannot be brought back')
 })
 
-onBothEngines('10,000 keys expiring at once while GETs run: every GET answers, all reclaimed, none after a restart', async (t, onDisk) => {
-  const { app, dir } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('10,000 keys expiring at once while GETs run: every GET answers, all reclaimed, none after a restart', async (t, engine) => {
+  const { app, dir } = await build(t, { config: engine.config() })
   await put(app, 'stay', 'here')
   const count = 10_000
   const batch = 1000
@@ -245,7 +245,7 @@ onBothEngines('10,000 keys expiring at once while GETs run: every GET answers, a
 
   const again = await build(t, { dir })
   const after = (await again.app.inject({ method: 'GET', url: `${base}/keys?limit=1000`, headers: proj })).json().data
-  if (onDisk) {
+  if (engine.persistent) {
     t.same(after.items.map((i: { key: string }) => i.key), ['stay'], 'a restart resurrects none of them')
     t.ok(after.rev >= settled, `the revision after the restart (${after.rev as number}) is not below the one seen (${settled})`)
   } else {

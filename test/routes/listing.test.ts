@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { build, proj } from '../support/app.js'
-import { engineConfig, onBothEngines } from '../support/engines.js'
+import { onEveryEngine } from '../support/engines.js'
 
 const base = '/api/v1/projects/p1'
 const store = `${base}/store`
@@ -49,8 +49,8 @@ function utf8Order (list: string[]): string[] {
   return [...list].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
 }
 
-onBothEngines('keys come in UTF-8 byte order, "\\uFFFF" before "\\u{10000}"', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('keys come in UTF-8 byte order, "\\uFFFF" before "\\u{10000}"', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const names = ['b', 'a', '\u{10000}', '\uFFFF', 'é', 'Z', 'a/b', 'ab', 'a b', '~', '\u007f', 'ü', '😀', '\uE000', 'A', '0']
   for (const name of names) {
     t.equal((await app.inject({ method: 'PUT', url: `${store}/${encodeURIComponent(name)}`, headers: proj, payload: 'v' })).statusCode, 200)
@@ -63,8 +63,8 @@ onBothEngines('keys come in UTF-8 byte order, "\\uFFFF" before "\\u{10000}"', as
   t.ok(all.indexOf('\uFFFF') < all.indexOf('\u{10000}'), '"\\uFFFF" < "\\u{10000}"')
 })
 
-onBothEngines('prefix, limit (1 to 1000, default 100) and values', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('prefix, limit (1 to 1000, default 100) and values', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const values: Record<string, unknown> = {}
   for (let i = 0; i < 1100; i++) values[`user/${String(i).padStart(4, '0')}`] = { n: i }
   values['user1/a'] = 'u1a'
@@ -99,8 +99,8 @@ onBothEngines('prefix, limit (1 to 1000, default 100) and values', async (t, onD
   t.ok(pages.every(p => p.items.every(i => i.key.startsWith('user/'))))
 })
 
-onBothEngines('items carry the record fields and the ETag of R10', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('items carry the record fields and the ETag of R10', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   await app.inject({ method: 'PUT', url: `${store}/k?ttl=100`, headers: { ...proj, ...json }, payload: { a: 'é' } })
   await app.inject({ method: 'PUT', url: `${store}/s`, headers: proj, payload: 'text' })
   const items = (await list(app, '?values=true')).json().data.items
@@ -124,8 +124,8 @@ onBothEngines('items carry the record fields and the ETag of R10', async (t, onD
   t.same(Object.keys((await list(app)).json().data.items[0]), ['key', 'etag', 'version', 'created_at', 'updated_at', 'size_bytes', 'type', 'expires_at'])
 })
 
-onBothEngines('next_cursor is null only at the end; Link names the next page; rev is the first page\'s', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('next_cursor is null only at the end; Link names the next page; rev is the first page\'s', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   await fill(app, { a: 1, b: 2, c: 3, d: 4 })
   const first = await list(app, '?limit=2')
   const page1 = first.json().data
@@ -154,8 +154,8 @@ onBothEngines('next_cursor is null only at the end; Link names the next page; re
   t.ok(exact.pages.slice(0, -1).every(p => p.items.length === 1), 'only the last page may be empty')
 })
 
-onBothEngines('malformed cursors and cursors of another prefix are 400', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('malformed cursors and cursors of another prefix are 400', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   await fill(app, { a1: 1, a2: 2, a3: 3, b1: 4 })
   const cursor = (await list(app, '?prefix=a&limit=1')).json().data.next_cursor as string
   t.equal((await list(app, `?prefix=a&limit=1&cursor=${cursor}`)).statusCode, 200)
@@ -175,9 +175,9 @@ onBothEngines('malformed cursors and cursors of another prefix are 400', async (
   }
 })
 
-onBothEngines('403 when keys_and_values_discoverable is false, before any malformed query', async (t, onDisk) => {
+onEveryEngine('403 when keys_and_values_discoverable is false, before any malformed query', async (t, engine) => {
   const { app } = await build(t, {
-    config: engineConfig(onDisk, c => { c.projects![0].security = { keys_and_values_discoverable: false } })
+    config: engine.config(c => { c.projects![0].security = { keys_and_values_discoverable: false } })
   })
   await app.inject({ method: 'PUT', url: `${store}/k`, headers: proj, payload: 'v' })
   for (const query of ['', '?limit=5', '?limit=0', '?cursor=bad', '?values=maybe']) {
@@ -188,8 +188,8 @@ onBothEngines('403 when keys_and_values_discoverable is false, before any malfor
   t.equal((await app.inject({ method: 'GET', url: keys, headers: { authorization: 'Bearer wrong' } })).statusCode, 401, 'a wrong key is 401 first')
 })
 
-onBothEngines('a walk while others write and delete: keys that exist throughout appear exactly once', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('a walk while others write and delete: keys that exist throughout appear exactly once', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const stable: Record<string, unknown> = {}
   const doomed: Record<string, unknown> = {}
   for (let i = 0; i < 400; i++) stable[`k${String(i).padStart(4, '0')}`] = i
@@ -235,8 +235,8 @@ onBothEngines('a walk while others write and delete: keys that exist throughout 
   t.ok(pages.every(p => p.rev === pages[0].rev), 'one rev for the whole walk')
 })
 
-onBothEngines('a cursor outlives a clear and an on-disk restart; a memory-only restart is another epoch (400)', async (t, onDisk) => {
-  const first = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('a cursor outlives a clear and an on-disk restart; a memory-only restart is another epoch (400)', async (t, engine) => {
+  const first = await build(t, { config: engine.config() })
   await fill(first.app, { a: 1, b: 2, c: 3 })
   const page = (await list(first.app, '?limit=1')).json().data
   t.equal((await first.app.inject({ method: 'DELETE', url: store, headers: proj })).statusCode, 200)
@@ -247,7 +247,7 @@ onBothEngines('a cursor outlives a clear and an on-disk restart; a memory-only r
   t.equal(afterClear.json().data.rev, page.rev)
   await first.app.close()
   const again = await build(t, { dir: first.dir })
-  if (onDisk) {
+  if (engine.persistent) {
     const res = await list(again.app, `?limit=1&cursor=${encodeURIComponent(page.next_cursor)}`)
     t.equal(res.statusCode, 200, 'the epoch survives an on-disk restart')
     t.same(res.json().data.items.map((i: { key: string }) => i.key), ['b'])

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ConfigStore } from '../../lib/config.js'
 import { bearer, build, proj, PROJECT_KEY, sys, testConfig } from '../support/app.js'
+import { onEveryEngine } from '../support/engines.js'
 
 const json = { 'content-type': 'application/json' }
 
@@ -10,12 +11,8 @@ function projectFiles (dir: string, id: string): string[] {
   return readdirSync(join(dir, 'storage_data')).filter(f => f.startsWith(`${id}_`))
 }
 
-function readConfig (path: string): any {
-  return JSON.parse(readFileSync(path, 'utf8'))
-}
-
-t.test('R2 lists projects without ids or secrets, with System', async t => {
-  const { app } = await build(t)
+onEveryEngine('R2 lists projects without ids or secrets, with System', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const res = await app.inject({ method: 'GET', url: '/api/v1/projects', headers: sys })
   t.equal(res.statusCode, 200)
   const body = res.json()
@@ -23,7 +20,7 @@ t.test('R2 lists projects without ids or secrets, with System', async t => {
   t.ok(body.System)
   t.same(body.data, {
     p1: {
-      storage: { on_disk: true },
+      storage: { on_disk: engine.onDisk },
       authentication: { enabled: true, save_api_key_to_config: true },
       security: { keys_and_values_discoverable: true }
     }
@@ -32,16 +29,16 @@ t.test('R2 lists projects without ids or secrets, with System', async t => {
   t.notMatch(res.body, PROJECT_KEY)
 })
 
-t.test('R2 is 403 with System when project_discoverable is false', async t => {
-  const { app } = await build(t, { config: testConfig(c => { c.system!.security = { project_discoverable: false } }) })
+onEveryEngine('R2 is 403 with System when project_discoverable is false', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config(c => { c.system!.security = { project_discoverable: false } }) })
   const res = await app.inject({ method: 'GET', url: '/api/v1/projects', headers: sys })
   t.equal(res.statusCode, 403)
   t.equal(res.json().message, 'Project listing is disabled')
   t.ok(res.json().System)
 })
 
-t.test('a project key never opens a system route', async t => {
-  const { app } = await build(t)
+onEveryEngine('a project key never opens a system route', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   for (const [method, url] of [['GET', '/status'], ['GET', '/api/v1/projects'], ['POST', '/api/v1/projects'], ['DELETE', '/api/v1/projects/p1'], ['POST', '/api/v1/projects/p1/config/regenerate-api-key']] as const) {
     const res = await app.inject({ method, url, headers: proj })
     t.equal(res.statusCode, 401, `${method} ${url}`)
@@ -49,16 +46,16 @@ t.test('a project key never opens a system route', async t => {
   }
 })
 
-t.test('the system key does not open project data', async t => {
-  const { app } = await build(t)
+onEveryEngine('the system key does not open project data', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   for (const url of ['/api/v1/projects/p1', '/api/v1/projects/p1/store', '/api/v1/projects/p1/store/k']) {
     const res = await app.inject({ method: 'GET', url, headers: sys })
     t.equal(res.statusCode, 401, url)
   }
 })
 
-t.test('R3 create: checks in the contract order with exact messages', async t => {
-  const { app } = await build(t)
+onEveryEngine('R3 create: checks in the contract order with exact messages', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const post = async (payload: string | undefined, headers: Record<string, string> = json) =>
     await app.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...headers }, payload })
   const notJson = 'Request body must be valid JSON (Content-Type: application/json)'
@@ -87,8 +84,8 @@ t.test('R3 create: checks in the contract order with exact messages', async t =>
   t.match(res.json().message, /'security'/)
 })
 
-t.test('R3 create with auth on returns a 43-character key that works, and saves only its hash', async t => {
-  const { app, configPath } = await build(t)
+onEveryEngine('R3 create with auth on returns a 43-character key that works, and saves only its hash', async (t, engine) => {
+  const { app, configPath } = await build(t, { config: engine.config() })
   const res = await app.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...json }, payload: { id: 'p2', authentication: { api_key: 'ignored', api_key_hash: 'ignored' } } })
   t.equal(res.statusCode, 201)
   const body = res.json()
@@ -96,7 +93,7 @@ t.test('R3 create with auth on returns a 43-character key that works, and saves 
   t.ok(body.System)
   const key = body.data.new_api_key as string
   t.match(key, /^[A-Za-z0-9_-]{43}$/)
-  const saved = readConfig(configPath).projects.find((p: any) => p.id === 'p2')
+  const saved = await engine.savedProject(configPath, 'p2') as any
   t.match(saved.authentication.api_key_hash, /^\$argon2id\$v=19\$/)
   t.equal(saved.authentication.api_key, null, 'plaintext not saved by default')
   t.same(saved.storage, { on_disk: true })
@@ -107,16 +104,16 @@ t.test('R3 create with auth on returns a 43-character key that works, and saves 
   t.equal(wrong.statusCode, 401)
 })
 
-t.test('R3 save_api_key_to_config stores the plaintext too', async t => {
-  const { app, configPath } = await build(t)
+onEveryEngine('R3 save_api_key_to_config stores the plaintext too', async (t, engine) => {
+  const { app, configPath } = await build(t, { config: engine.config() })
   const res = await app.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...json }, payload: { id: 'p2', authentication: { save_api_key_to_config: true } } })
   const key = res.json().data.new_api_key
-  const saved = readConfig(configPath).projects.find((p: any) => p.id === 'p2')
+  const saved = await engine.savedProject(configPath, 'p2') as any
   t.equal(saved.authentication.api_key, key)
 })
 
-t.test('R3 create with auth off: 201, data null, project open to anyone', async t => {
-  const { app } = await build(t)
+onEveryEngine('R3 create with auth off: 201, data null, project open to anyone', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const res = await app.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...json }, payload: { id: 'open', authentication: { enabled: false }, storage: { on_disk: false } } })
   t.equal(res.statusCode, 201)
   t.equal(res.json().message, 'Project created successfully. No API key generated (authentication for this project may be disabled).')
@@ -125,8 +122,8 @@ t.test('R3 create with auth off: 201, data null, project open to anyone', async 
   t.equal(put.statusCode, 200)
 })
 
-t.test('R3 projects never share settings objects (creating B keeps A\'s key)', async t => {
-  const { app } = await build(t)
+onEveryEngine('R3 projects never share settings objects (creating B keeps A\'s key)', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const a = await app.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...json }, payload: { id: 'a' } })
   const b = await app.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...json }, payload: { id: 'b' } })
   const keyA = a.json().data.new_api_key
@@ -137,8 +134,8 @@ t.test('R3 projects never share settings objects (creating B keeps A\'s key)', a
   t.equal((await app.inject({ method: 'GET', url: '/api/v1/projects/a', headers: bearer(keyB) })).statusCode, 401)
 })
 
-t.test('R4 regenerate: new key works, old key stops at once, 404 and 409', async t => {
-  const { app, configPath } = await build(t, { config: testConfig(c => { c.projects!.push({ id: 'noauth', authentication: { enabled: false } }) }) })
+onEveryEngine('R4 regenerate: new key works, old key stops at once, 404 and 409', async (t, engine) => {
+  const { app, configPath } = await build(t, { config: engine.config(c => { c.projects!.push({ id: 'noauth', authentication: { enabled: false } }) }) })
   const before = await app.inject({ method: 'GET', url: '/api/v1/projects/p1', headers: proj })
   t.equal(before.statusCode, 200)
   const res = await app.inject({ method: 'POST', url: '/api/v1/projects/p1/config/regenerate-api-key', headers: sys })
@@ -149,7 +146,7 @@ t.test('R4 regenerate: new key works, old key stops at once, 404 and 409', async
   t.match(key, /^[A-Za-z0-9_-]{43}$/)
   t.equal((await app.inject({ method: 'GET', url: '/api/v1/projects/p1', headers: proj })).statusCode, 401, 'old key stops at once')
   t.equal((await app.inject({ method: 'GET', url: '/api/v1/projects/p1', headers: bearer(key) })).statusCode, 200)
-  t.equal(readConfig(configPath).projects[0].authentication.api_key, key, 'save_api_key_to_config keeps the plaintext')
+  t.equal((await engine.savedProject(configPath, 'p1') as any).authentication.api_key, key, 'save_api_key_to_config keeps the plaintext')
   const missing = await app.inject({ method: 'POST', url: '/api/v1/projects/nope/config/regenerate-api-key', headers: sys })
   t.equal(missing.statusCode, 404)
   t.equal(missing.json().message, "Project with id 'nope' not found")
@@ -158,8 +155,8 @@ t.test('R4 regenerate: new key works, old key stops at once, 404 and 409', async
   t.equal(off.json().message, 'Failed to regenerate API key for the project (authentication may be disabled for `noauth`)')
 })
 
-t.test('R4 a cached (already verified) hashed key is dropped on regenerate', async t => {
-  const { app } = await build(t)
+onEveryEngine('R4 a cached (already verified) hashed key is dropped on regenerate', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const created = await app.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...json }, payload: { id: 'h' } })
   const key = created.json().data.new_api_key
   t.equal((await app.inject({ method: 'GET', url: '/api/v1/projects/h', headers: bearer(key) })).statusCode, 200)
@@ -168,16 +165,16 @@ t.test('R4 a cached (already verified) hashed key is dropped on regenerate', asy
   t.equal((await app.inject({ method: 'GET', url: '/api/v1/projects/h', headers: bearer(key) })).statusCode, 401)
 })
 
-t.test('R5 delete: removes config and files; a new project with the id starts empty', async t => {
-  const { app, dir, configPath } = await build(t)
+onEveryEngine('R5 delete: removes config and files; a new project with the id starts empty', async (t, engine) => {
+  const { app, dir, configPath } = await build(t, { config: engine.config() })
   await app.inject({ method: 'PUT', url: '/api/v1/projects/p1/store/k', headers: proj, payload: 'v' })
-  t.ok(projectFiles(dir, 'p1').length > 0, 'the project has files')
+  t.ok((await engine.leftovers(dir, 'p1')).length > 0 || !engine.persistent, 'the project has files (or Redis keys)')
   const res = await app.inject({ method: 'DELETE', url: '/api/v1/projects/p1', headers: sys })
   t.equal(res.statusCode, 200)
   t.equal(res.json().message, "Project 'p1' deleted successfully")
   t.ok(res.json().System)
-  t.same(projectFiles(dir, 'p1'), [], 'every file of the project is gone')
-  t.same(readConfig(configPath).projects, [])
+  t.same(await engine.leftovers(dir, 'p1'), [], 'every file (or Redis key) of the project is gone')
+  t.equal(await engine.savedProject(configPath, 'p1'), undefined, 'the project is gone from where projects are kept')
   t.equal((await app.inject({ method: 'GET', url: '/api/v1/projects/p1/store/k', headers: proj })).statusCode, 404)
   const again = await app.inject({ method: 'DELETE', url: '/api/v1/projects/p1', headers: sys })
   t.equal(again.statusCode, 404)
@@ -187,31 +184,31 @@ t.test('R5 delete: removes config and files; a new project with the id starts em
   t.same(list.json().data, {})
 })
 
-t.test('R5 delete while writes are in flight leaves no files behind', async t => {
-  const { app, dir } = await build(t)
+onEveryEngine('R5 delete while writes are in flight leaves no files behind', async (t, engine) => {
+  const { app, dir } = await build(t, { config: engine.config() })
   const writes = Array.from({ length: 30 }, async (_, i) => await app.inject({ method: 'PUT', url: `/api/v1/projects/p1/store/k${i}`, headers: proj, payload: `v${i}` }))
   const del = app.inject({ method: 'DELETE', url: '/api/v1/projects/p1', headers: sys })
   const results = await Promise.all(writes)
   t.equal((await del).statusCode, 200)
   for (const r of results) t.ok([200, 404, 401].includes(r.statusCode), `write answered ${r.statusCode}`)
-  t.same(projectFiles(dir, 'p1'), [])
+  t.same(await engine.leftovers(dir, 'p1'), [], 'nothing of the project is left')
 })
 
-t.test('R6 details need the project key and show the config without secrets', async t => {
-  const { app } = await build(t)
+onEveryEngine('R6 details need the project key and show the config without secrets', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const res = await app.inject({ method: 'GET', url: '/api/v1/projects/p1', headers: proj })
   t.equal(res.statusCode, 200)
   t.same(res.json(), {
     status_code: 200,
     message: "Project 'p1' details fetched successfully",
     System: null,
-    data: { id: 'p1', storage: { on_disk: true }, authentication: { enabled: true, save_api_key_to_config: true }, security: { keys_and_values_discoverable: true } }
+    data: { id: 'p1', storage: { on_disk: engine.onDisk }, authentication: { enabled: true, save_api_key_to_config: true }, security: { keys_and_values_discoverable: true } }
   })
   t.equal((await app.inject({ method: 'GET', url: '/api/v1/projects/p1' })).statusCode, 401, 'no anonymous reads (deviation)')
 })
 
-t.test('R7 update: messages, order and effect', async t => {
-  const { app, configPath } = await build(t)
+onEveryEngine('R7 update: messages, order and effect', async (t, engine) => {
+  const { app, configPath } = await build(t, { config: engine.config() })
   const put = async (payload: unknown, headers: Record<string, string> = json) =>
     await app.inject({ method: 'PUT', url: '/api/v1/projects/p1', headers: { ...proj, ...headers }, payload: typeof payload === 'string' ? payload : JSON.stringify(payload) })
   let res = await put({ id: 'x', authentication: { enabled: false } })
@@ -229,10 +226,10 @@ t.test('R7 update: messages, order and effect', async t => {
   res = await put({ security: { keys_and_values_discoverable: false } })
   t.equal(res.statusCode, 200)
   t.same(res.json(), { status_code: 200, message: "Project 'p1' updated successfully", System: null, data: null })
-  t.equal(readConfig(configPath).projects[0].security.keys_and_values_discoverable, false)
+  t.equal((await engine.savedProject(configPath, 'p1') as any).security.keys_and_values_discoverable, false)
   const list = await app.inject({ method: 'GET', url: '/api/v1/projects/p1/store', headers: proj })
   t.equal(list.statusCode, 403, 'takes effect at once')
-  t.equal(readConfig(configPath).projects[0].authentication.api_key, PROJECT_KEY, 'other settings kept')
+  t.equal((await engine.savedProject(configPath, 'p1') as any).authentication.api_key, PROJECT_KEY, 'other settings kept')
   // Every accepted update leaves a config that loads.
   await t.resolves(ConfigStore.load(configPath))
 })

@@ -2,11 +2,12 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { build, proj, testConfig } from '../support/app.js'
+import { onEveryEngine } from '../support/engines.js'
 
 const base = '/api/v1/projects/p1/store'
 
-t.test('R9/R10 JSON bodies store any JSON value with its type and size', async t => {
-  const { app } = await build(t)
+onEveryEngine('R9/R10 JSON bodies store any JSON value with its type and size', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const cases: Array<[string, unknown, string, number]> = [
     ['{"a":"é"}', { a: 'é' }, 'object', 10],
     ['[1,2,3]', [1, 2, 3], 'array', 7],
@@ -30,8 +31,8 @@ t.test('R9/R10 JSON bodies store any JSON value with its type and size', async t
   }
 })
 
-t.test('R9 any other content type (or none) stores the body verbatim as a string', async t => {
-  const { app } = await build(t)
+onEveryEngine('R9 any other content type (or none) stores the body verbatim as a string', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   for (const [ct, payload] of [['text/plain', '123'], ['text/plain; charset=utf-8', '{"a":1}'], ['application/xml', '<a/>'], [undefined, 'true']] as const) {
     const headers: Record<string, string> = { ...proj }
     if (ct !== undefined) headers['content-type'] = ct
@@ -43,8 +44,8 @@ t.test('R9 any other content type (or none) stores the body verbatim as a string
   }
 })
 
-t.test('R9 invalid JSON and empty bodies are 400 and change nothing', async t => {
-  const { app } = await build(t)
+onEveryEngine('R9 invalid JSON and empty bodies are 400 and change nothing', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   await app.inject({ method: 'PUT', url: `${base}/k`, headers: proj, payload: 'keep' })
   const bad = await app.inject({ method: 'PUT', url: `${base}/k`, headers: { ...proj, 'content-type': 'application/json' }, payload: '{oops' })
   t.equal(bad.statusCode, 400)
@@ -74,16 +75,16 @@ t.test('R9 created_at survives updates and restarts; updated_at moves', async t 
   t.equal(rec.value, 'b')
 })
 
-t.test('R9 body over the limit is 413 in the envelope', async t => {
-  const { app } = await build(t, { config: testConfig(c => { c.system!.limits = { max_body_bytes: 100 } }) })
+onEveryEngine('R9 body over the limit is 413 in the envelope', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config(c => { c.system!.limits = { max_body_bytes: 100 } }) })
   const res = await app.inject({ method: 'PUT', url: `${base}/k`, headers: proj, payload: 'x'.repeat(101) })
   t.equal(res.statusCode, 413)
   t.equal(res.json().status_code, 413)
   t.equal((await app.inject({ method: 'GET', url: `${base}/k`, headers: proj })).statusCode, 404)
 })
 
-t.test('keys: percent-encoded slash, unicode, __proto__ and constructor are ordinary keys', async t => {
-  const { app } = await build(t)
+onEveryEngine('keys: percent-encoded slash, unicode, __proto__ and constructor are ordinary keys', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const keys = ['a/b', '__proto__', 'constructor', 'hasOwnProperty', 'ключ 🔑', 'value', 'a%b']
   for (const key of keys) {
     const url = `${base}/${encodeURIComponent(key)}`
@@ -100,8 +101,8 @@ t.test('keys: percent-encoded slash, unicode, __proto__ and constructor are ordi
   t.same(list.__proto__.value, { k: '__proto__' })
 })
 
-t.test('keys over the configured length are rejected', async t => {
-  const { app } = await build(t, { config: testConfig(c => { c.system!.limits = { max_key_bytes: 8 } }) })
+onEveryEngine('keys over the configured length are rejected', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config(c => { c.system!.limits = { max_key_bytes: 8 } }) })
   t.equal((await app.inject({ method: 'PUT', url: `${base}/12345678`, headers: proj, payload: 'v' })).statusCode, 200)
   const res = await app.inject({ method: 'PUT', url: `${base}/123456789`, headers: proj, payload: 'v' })
   t.equal(res.statusCode, 413)
@@ -110,15 +111,15 @@ t.test('keys over the configured length are rejected', async t => {
   t.equal(multi.statusCode, 413, 'length counts UTF-8 bytes')
 })
 
-t.test('a 512-byte key works with the default limits', async t => {
-  const { app } = await build(t)
+onEveryEngine('a 512-byte key works with the default limits', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const key = 'é'.repeat(256)
   const res = await app.inject({ method: 'PUT', url: `${base}/${encodeURIComponent(key)}`, headers: proj, payload: 'v' })
   t.equal(res.statusCode, 200)
 })
 
-t.test('R10/R12 missing keys are 404 with the exact messages', async t => {
-  const { app } = await build(t)
+onEveryEngine('R10/R12 missing keys are 404 with the exact messages', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const get = await app.inject({ method: 'GET', url: `${base}/nope`, headers: proj })
   t.equal(get.statusCode, 404)
   t.same(get.json(), { status_code: 404, message: "Key 'nope' not found in project 'p1' store", System: null, data: null })
@@ -130,8 +131,8 @@ t.test('R10/R12 missing keys are 404 with the exact messages', async t => {
   t.equal(raw.json().message, "Key 'nope' not found in project 'p1' store")
 })
 
-t.test('R11 raw value: strings as text/plain, everything else as JSON, with nosniff', async t => {
-  const { app } = await build(t)
+onEveryEngine('R11 raw value: strings as text/plain, everything else as JSON, with nosniff', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const cases: Array<[string, string | undefined, string, string]> = [
     ['<script>alert(1)</script>', 'text/plain', 'text/plain; charset=utf-8', '<script>alert(1)</script>'],
     ['{"a":[1,"é"]}', 'application/json', 'application/json; charset=utf-8', '{"a":[1,"é"]}'],
@@ -150,8 +151,8 @@ t.test('R11 raw value: strings as text/plain, everything else as JSON, with nosn
   }
 })
 
-t.test('R8 list needs keys_and_values_discoverable', async t => {
-  const { app } = await build(t, { config: testConfig(c => { c.projects!.push({ id: 'secret', authentication: { enabled: false }, security: { keys_and_values_discoverable: false } }) }) })
+onEveryEngine('R8 list needs keys_and_values_discoverable', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config(c => { c.projects!.push({ id: 'secret', authentication: { enabled: false }, security: { keys_and_values_discoverable: false } }) }) })
   const empty = await app.inject({ method: 'GET', url: base, headers: proj })
   t.same(empty.json(), { status_code: 200, message: '', System: null, data: {} })
   await app.inject({ method: 'PUT', url: `${base}/a`, headers: proj, payload: '1' })
@@ -188,13 +189,19 @@ t.test('in-memory projects keep no file', async t => {
   t.same(readdirSync(join(dir, 'storage_data')).filter(f => f.startsWith('p1_')), [])
 })
 
-t.test('concurrent writes to one project are all kept', async t => {
-  const { app, dir } = await build(t)
+onEveryEngine('concurrent writes to one project are all kept, across a restart', async (t, engine) => {
+  const { app, dir } = await build(t, { config: engine.config() })
   const results = await Promise.all(Array.from({ length: 50 }, async (_, i) =>
     await app.inject({ method: 'PUT', url: `${base}/k${i}`, headers: proj, payload: `v${i}` })))
   t.ok(results.every(r => r.statusCode === 200))
   await app.close()
-  const onDisk = JSON.parse(readFileSync(join(dir, 'storage_data', 'p1_store.json'), 'utf8'))
-  t.equal(Object.keys(onDisk).length, 50)
-  t.equal(onDisk.k49.value, 'v49')
+  if (engine.kind === 'disk') {
+    const onDisk = JSON.parse(readFileSync(join(dir, 'storage_data', 'p1_store.json'), 'utf8'))
+    t.equal(Object.keys(onDisk).length, 50)
+    t.equal(onDisk.k49.value, 'v49')
+  }
+  const again = await build(t, { dir })
+  const all = (await again.app.inject({ method: 'GET', url: base, headers: proj })).json().data
+  t.equal(Object.keys(all).length, engine.persistent ? 50 : 0, engine.persistent ? 'every write kept' : 'a memory-only project restarts empty')
+  if (engine.persistent) t.equal(all.k49.value, 'v49')
 })

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { build, proj } from '../support/app.js'
-import { engineConfig, onBothEngines } from '../support/engines.js'
+import { onEveryEngine } from '../support/engines.js'
 
 const base = '/api/v1/projects/p1'
 const store = `${base}/store`
@@ -29,8 +29,8 @@ async function snapshot (app: FastifyInstance): Promise<Record<string, unknown>>
   return Object.fromEntries(Object.entries(all).map(([k, r]) => [k, [r.value, r.version]]))
 }
 
-onBothEngines('a transaction that moves a value between two keys (the README example)', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('a transaction that moves a value between two keys (the README example)', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const tag = await put(app, 'from', { amount: 42 })
   const before = await rev(app)
   const res = await txn(app, {
@@ -63,8 +63,8 @@ onBothEngines('a transaction that moves a value between two keys (the README exa
   t.same((await get(app, 'to')).json().data.value, { amount: 42 }, 'nothing applied')
 })
 
-onBothEngines('ops apply in order and a get sees the earlier ops; results per op', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('ops apply in order and a get sees the earlier ops; results per op', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   await put(app, 'old', 'x')
   const res = await txn(app, {
     ops: [
@@ -95,8 +95,8 @@ onBothEngines('ops apply in order and a get sees the earlier ops; results per op
   t.type(b.json().data.expires_at, 'number', 'a set op takes ttl')
 })
 
-onBothEngines('checks hold against the state before the transaction', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('checks hold against the state before the transaction', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const tag = await put(app, 'a', 1)
   const res = await txn(app, {
     checks: [{ key: 'a', etag: tag }, { key: 'a', exists: true }, { key: 'b', exists: false }],
@@ -107,8 +107,8 @@ onBothEngines('checks hold against the state before the transaction', async (t, 
   t.equal(weak.statusCode, 409, 'a check compares the ETag exactly')
 })
 
-onBothEngines('one revision per transaction, none for get-only', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('one revision per transaction, none for get-only', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   await put(app, 'a', 1)
   const before = await rev(app)
   const reads = await txn(app, { checks: [{ key: 'a', exists: true }], ops: [{ op: 'get', key: 'a' }, { op: 'get', key: 'z' }] })
@@ -126,8 +126,8 @@ onBothEngines('one revision per transaction, none for get-only', async (t, onDis
   t.equal(await rev(app), before + 2, 'a transaction with a write op is a revision even when it deletes nothing')
 })
 
-onBothEngines('failing checks: 409 naming each failed check with the current ETag, nothing applied', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('failing checks: 409 naming each failed check with the current ETag, nothing applied', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const tagA = await put(app, 'a', 1)
   const tagB = await put(app, 'b', 2)
   const state = await snapshot(app)
@@ -147,9 +147,9 @@ onBothEngines('failing checks: 409 naming each failed check with the current ETa
   t.equal(await rev(app), before, 'no revision')
 })
 
-onBothEngines('validation before any write: 400 and nothing applied', async (t, onDisk) => {
+onEveryEngine('validation before any write: 400 and nothing applied', async (t, engine) => {
   const { app } = await build(t, {
-    config: engineConfig(onDisk, c => { c.system!.limits = { max_txn_ops: 3, max_txn_checks: 2 } })
+    config: engine.config(c => { c.system!.limits = { max_txn_ops: 3, max_txn_checks: 2 } })
   })
   const tag = await put(app, 'a', 1)
   const state = await snapshot(app)
@@ -193,9 +193,9 @@ onBothEngines('validation before any write: 400 and nothing applied', async (t, 
   t.equal((await txn(app, { checks: [{ key: 'a', exists: true }, { key: 'x', exists: true }], ops: [{ op: 'get', key: 'a' }] })).statusCode, 200, 'exactly max_txn_checks is fine')
 })
 
-onBothEngines('a value over max_value_bytes is 413 and nothing is applied', async (t, onDisk) => {
+onEveryEngine('a value over max_value_bytes is 413 and nothing is applied', async (t, engine) => {
   const { app } = await build(t, {
-    config: engineConfig(onDisk, c => { c.system!.limits = { max_value_bytes: 100 } })
+    config: engine.config(c => { c.system!.limits = { max_value_bytes: 100 } })
   })
   await put(app, 'a', 1)
   const state = await snapshot(app)
@@ -209,9 +209,9 @@ onBothEngines('a value over max_value_bytes is 413 and nothing is applied', asyn
   t.equal((await txn(app, { ops: [{ op: 'set', key: 'fits', value: 'x'.repeat(90) }] })).statusCode, 200)
 })
 
-onBothEngines('require_conditional_writes: 428 when a written key has no check', async (t, onDisk) => {
+onEveryEngine('require_conditional_writes: 428 when a written key has no check', async (t, engine) => {
   const { app } = await build(t, {
-    config: engineConfig(onDisk, c => { c.projects![0].security = { keys_and_values_discoverable: true, require_conditional_writes: true } })
+    config: engine.config(c => { c.projects![0].security = { keys_and_values_discoverable: true, require_conditional_writes: true } })
   })
   const first = await txn(app, { checks: [{ key: 'a', exists: false }], ops: [{ op: 'set', key: 'a', value: 1 }] })
   t.equal(first.statusCode, 200, 'every written key checked')
@@ -233,8 +233,8 @@ onBothEngines('require_conditional_writes: 428 when a written key has no check',
   t.equal(checked.statusCode, 200)
 })
 
-onBothEngines('concurrent transactions with the same check: exactly one applies', async (t, onDisk) => {
-  const { app } = await build(t, { config: engineConfig(onDisk) })
+onEveryEngine('concurrent transactions with the same check: exactly one applies', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config() })
   const tag = await put(app, 'counter', 0)
   const answers = await Promise.all([1, 2, 3, 4].map(async n => await txn(app, { checks: [{ key: 'counter', etag: tag }], ops: [{ op: 'set', key: 'counter', value: n }] })))
   const codes = answers.map(r => r.statusCode).sort()

@@ -132,25 +132,25 @@ export class RedisEngine implements KvEngine {
     let expiring = false
     for (const op of ops) {
       if (op.op === 'get') {
-        args.push('get', op.key, '', 0, '', 'clear', '0')
+        args.push('get', op.key, '', 0, '', 'clear', '0', '')
         continue
       }
       if (written.has(op.key)) throw new InvalidInputError(`Key '${op.key}' is written twice in one transaction`)
       written.add(op.key)
       if (op.op === 'delete') {
-        args.push('delete', op.key, '', 0, '', 'clear', '0')
+        args.push('delete', op.key, '', 0, '', 'clear', '0', '')
         continue
       }
       const size = sizeBytes(op.value)
       if (size > this.#limits.maxValueBytes) throw new LimitExceededError(`Value of key '${op.key}' is larger than the maximum of ${this.#limits.maxValueBytes} bytes`)
       if (op.expiry !== undefined && op.expiry.kind !== 'clear') expiring = true
-      args.push('set', op.key, JSON.stringify(op.value), size, jsonType(op.value), ...expiryArgs(op.expiry))
+      args.push('set', op.key, JSON.stringify(op.value), size, jsonType(op.value), ...expiryArgs(op.expiry), nonce())
     }
-    args.push(this.#limit(this.#limits.maxKeys), this.#limit(this.#limits.maxBytes), nonce())
+    args.push(this.#limit(this.#limits.maxKeys), this.#limit(this.#limits.maxBytes))
     const reply = await this.#run('skvTxn', args)
     if (reply[0] === 'conflict') {
       const failed: Array<{ index: number, key: string, etag: string | null }> = []
-      for (let i = 1; i + 2 < reply.length + 1; i += 3) {
+      for (let i = 1; i + 2 < reply.length; i += 3) {
         failed.push({ index: Number(reply[i]), key: reply[i + 1] as string, etag: (reply[i + 2] as string | null) ?? null })
       }
       throw new TxnConflictError(failed)

@@ -222,7 +222,7 @@ return out
 `,
   /**
    * ARGV: the number of checks, then key, kind ('etag' or 'exists'), argument for each; the number of
-   * ops, then op, key, value JSON, size, type, expiry kind, expiry ms for each; max keys, max bytes, nonce.
+   * ops, then op, key, value JSON, size, type, expiry kind, expiry ms, nonce for each; max keys, max bytes.
    * Reply: ok, rev, then one result per op (set: the etag; delete: '1' or '0'; get: the entry or nil);
    * conflict, then index, key, current etag for each failed check; limit + which.
    */
@@ -248,11 +248,11 @@ p = p + 1
 local ops = {}
 local writes = false
 for i = 1, nops do
-  ops[i] = { op = ARGV[p], key = ARGV[p + 1], value = ARGV[p + 2], size = tonumber(ARGV[p + 3]), type = ARGV[p + 4], kind = ARGV[p + 5], ms = ARGV[p + 6] }
+  ops[i] = { op = ARGV[p], key = ARGV[p + 1], value = ARGV[p + 2], size = tonumber(ARGV[p + 3]), type = ARGV[p + 4], kind = ARGV[p + 5], ms = ARGV[p + 6], nonce = ARGV[p + 7] }
   if ops[i].op ~= 'get' then writes = true end
-  p = p + 7
+  p = p + 8
 end
-local maxk, maxb, nonce = tonumber(ARGV[p]), tonumber(ARGV[p + 1]), ARGV[p + 2]
+local maxk, maxb = tonumber(ARGV[p]), tonumber(ARGV[p + 1])
 local rev = tonumber(redis.call('HGET', M, 'rev'))
 local version = rev
 if writes then version = rev + 1 end
@@ -281,7 +281,7 @@ for i, op in ipairs(ops) do
       mine[op.key] = false
       if prev then results[i] = '1' else results[i] = '0' end
     else
-      local tag = epoch .. '.' .. b36(version) .. '.' .. nonce
+      local tag = epoch .. '.' .. b36(version) .. '.' .. op.nonce
       local exp = expiry(op.kind, op.ms, prev, now)
       local created = secs
       if prev then created = prev.created end
