@@ -1,11 +1,12 @@
 import t from 'tap'
 import { build, proj, testConfig } from './support/app.js'
+import { onEveryEngine } from './support/engines.js'
 
 const base = '/api/v1/projects/p1/store'
 const json = { ...proj, 'content-type': 'application/json' }
 
-t.test('value size per record', async t => {
-  const { app } = await build(t, { config: testConfig(c => { c.system!.limits = { max_value_bytes: 10 } }) })
+onEveryEngine('value size per record', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config(c => { c.system!.limits = { max_value_bytes: 10 } }) })
   t.equal((await app.inject({ method: 'PUT', url: `${base}/a`, headers: proj, payload: 'x'.repeat(10) })).statusCode, 200)
   const big = await app.inject({ method: 'PUT', url: `${base}/a`, headers: proj, payload: 'y'.repeat(11) })
   t.equal(big.statusCode, 413)
@@ -16,8 +17,8 @@ t.test('value size per record', async t => {
   t.equal((await app.inject({ method: 'GET', url: `${base}/b`, headers: proj })).statusCode, 404)
 })
 
-t.test('keys per project', async t => {
-  const { app } = await build(t, { config: testConfig(c => { c.system!.limits = { max_keys_per_project: 3 } }) })
+onEveryEngine('keys per project', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config(c => { c.system!.limits = { max_keys_per_project: 3 } }) })
   for (const k of ['a', 'b', 'c']) t.equal((await app.inject({ method: 'PUT', url: `${base}/${k}`, headers: proj, payload: k })).statusCode, 200)
   const fourth = await app.inject({ method: 'PUT', url: `${base}/d`, headers: proj, payload: 'd' })
   t.equal(fourth.statusCode, 413)
@@ -29,8 +30,8 @@ t.test('keys per project', async t => {
   t.same(Object.keys(list).sort(), ['a', 'c', 'd'])
 })
 
-t.test('keys per project hold under concurrent writes', async t => {
-  const { app } = await build(t, { config: testConfig(c => { c.system!.limits = { max_keys_per_project: 10 } }) })
+onEveryEngine('keys per project hold under concurrent writes', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config(c => { c.system!.limits = { max_keys_per_project: 10 } }) })
   const results = await Promise.all(Array.from({ length: 40 }, async (_, i) =>
     await app.inject({ method: 'PUT', url: `${base}/k${i}`, headers: proj, payload: 'v' })))
   t.equal(results.filter(r => r.statusCode === 200).length, 10)
@@ -38,8 +39,8 @@ t.test('keys per project hold under concurrent writes', async t => {
   t.equal(Object.keys((await app.inject({ method: 'GET', url: base, headers: proj })).json().data).length, 10)
 })
 
-t.test('value bytes per project', async t => {
-  const { app } = await build(t, { config: testConfig(c => { c.system!.limits = { max_bytes_per_project: 20 } }) })
+onEveryEngine('value bytes per project', async (t, engine) => {
+  const { app } = await build(t, { config: engine.config(c => { c.system!.limits = { max_bytes_per_project: 20 } }) })
   t.equal((await app.inject({ method: 'PUT', url: `${base}/a`, headers: proj, payload: 'x'.repeat(15) })).statusCode, 200)
   const over = await app.inject({ method: 'PUT', url: `${base}/b`, headers: proj, payload: 'x'.repeat(6) })
   t.equal(over.statusCode, 413)
