@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { ConfigStore, type KvConfig } from '../lib/config.js'
 import { bearer, build, proj, sys, testConfig } from './support/app.js'
-import { sharedRedis, startRedis, uniquePrefix } from './support/redis.js'
+import { sharedRedis, sharedRedisCluster, startRedis, uniquePrefix } from './support/redis.js'
 
 const json = { 'content-type': 'application/json' }
 const store = '/api/v1/projects/p1/store'
@@ -175,4 +175,31 @@ t.test('values are opaque to the scripts; keys with BYLEX and header characters 
     const page = (await app.inject({ method: 'GET', url: `/api/v1/projects/p1/keys?prefix=${encodeURIComponent(prefix)}`, headers: proj })).json().data
     t.same(page.items.map((i: { key: string }) => i.key), all.filter((k: string) => k.startsWith(prefix)), `prefix ${prefix}`)
   }
+})
+
+t.test('Redis Cluster: a project\'s slot moved to another master is followed (MOVED) with no error and no data lost', async t => {
+  const cluster = await sharedRedisCluster()
+  const prefix = uniquePrefix()
+  const { app } = await build(t, { config: redisConfig(cluster.url, prefix, c => { c.system!.storage!.redis!.cluster = true }) })
+  for (let i = 0; i < 20; i++) t.equal((await app.inject({ method: 'PUT', url: `${store}/k${i}`, headers: proj, payload: `v${i}` })).statusCode, 200)
+  const slot = await cluster.cli('CLUSTER', 'KEYSLOT', '{p1}')
+  const from = await cluster.nodeForKey('{p1}')
+  const to = cluster.nodes.find(n => n.port !== from.port) as typeof from
+  const fromId = await from.cli('CLUSTER', 'MYID')
+  const toId = await to.cli('CLUSTER', 'MYID')
+  // The documented way to move one slot: importing, migrating, MIGRATE every key, then the new owner everywhere.
+  await to.cli('CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId)
+  await from.cli('CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId)
+  for (;;) {
+    const keys = (await from.cli('CLUSTER', 'GETKEYSINSLOT', slot, '100')).split('\n').filter(k => k !== '')
+    if (keys.length === 0) break
+    await from.cli('MIGRATE', '127.0.0.1', String(to.port), '', '0', '5000', 'KEYS', ...keys)
+  }
+  for (const node of cluster.nodes) await node.cli('CLUSTER', 'SETSLOT', slot, 'NODE', toId)
+  t.equal((await cluster.nodeForKey('{p1}')).port, to.port, 'the slot has a new owner')
+  const all = await app.inject({ method: 'GET', url: store, headers: proj })
+  t.equal(all.statusCode, 200, 'the client followed MOVED')
+  t.equal(Object.keys(all.json().data).length, 20, 'every key came along')
+  t.equal((await app.inject({ method: 'PUT', url: `${store}/after`, headers: proj, payload: 'moved' })).statusCode, 200)
+  t.equal((await app.inject({ method: 'GET', url: `${store}/after/value`, headers: proj })).body, 'moved')
 })
