@@ -148,12 +148,17 @@ export async function openRegistry (config: ConfigStore, events: StorageEvents =
   return await LocalRegistry.open(config, events)
 }
 
-/** A create body checked in the contract's order, as the project to store (without a key yet). */
-export function projectFromBody (body: unknown): ProjectConfig {
+/** The id of a create body, checked first in the contract's order (then comes the duplicate check, then projectFromBody). */
+export function projectIdFromBody (body: unknown): string {
   if (!isPlainObject(body)) throw new InvalidInputError(BODY_NOT_JSON)
   if (!Object.hasOwn(body, 'id')) throw new InvalidInputError("Project 'id' is required in the request body")
   const id = body.id
   if (typeof id !== 'string' || !isValidProjectId(id)) throw new InvalidInputError(PROJECT_ID_RULE)
+  return id
+}
+
+/** A create body whose id passed projectIdFromBody, as the project to store (without a key yet). */
+export function projectFromBody (body: Record<string, unknown>, id: string): ProjectConfig {
   const input = structuredClone(body)
   if (isPlainObject(input.authentication)) {
     delete input.authentication.api_key
@@ -189,6 +194,10 @@ export function applyUpdate (project: ProjectConfig, patch: UpdateProject): Proj
   if (patch.storage !== undefined) next.storage = { ...next.storage, ...patch.storage }
   if (patch.security !== undefined) next.security = { ...next.security, ...patch.security }
   return next
+}
+
+export function projectExists (id: string): InvalidInputError {
+  return new InvalidInputError(`Project with ID '${id}' already exists in configuration.`)
 }
 
 export function regenerateRefused (id: string): ConflictError {
@@ -274,10 +283,10 @@ export class LocalRegistry implements Registry {
   }
 
   async createProject (body: unknown): Promise<string | null> {
-    const project = projectFromBody(body)
-    const id = project.id
+    const id = projectIdFromBody(body)
     return await this.#mutex.runExclusive(async () => {
-      if (this.config.project(id) !== undefined) throw new InvalidInputError(`Project with ID '${id}' already exists in configuration.`)
+      if (this.config.project(id) !== undefined) throw projectExists(id)
+      const project = projectFromBody(body as Record<string, unknown>, id)
       let key: string | null = null
       if (project.authentication?.enabled === true) {
         const fresh = await newKeyFields(project.authentication)

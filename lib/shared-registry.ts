@@ -1,7 +1,7 @@
 import type { ProjectConfig } from '../schemas/config.js'
 import type { ProjectSettings } from '../schemas/project.js'
 import { effectiveProject, mergeAuthentication, type ConfigStore, type EffectiveProject, type EffectiveSettings } from './config.js'
-import { InvalidInputError, projectNotFound, StorageError } from './errors.js'
+import { projectNotFound, StorageError } from './errors.js'
 import { RedisConnection, redactUrl, type RedisDurability } from './engines/redis/connection.js'
 import { RedisEngine } from './engines/redis/engine.js'
 import { catalogKey, scriptKeys, seededKey, storeKeys } from './engines/redis/layout.js'
@@ -9,7 +9,7 @@ import { newEpoch } from './engines/revision.js'
 import type { StoreLimits } from './engines/types.js'
 import { newKeyFields, ScopeAuth } from './keys.js'
 import {
-  applyUpdate, needsKey, projectFromBody, publicSettings, regenerateRefused, updateFromBody,
+  applyUpdate, needsKey, projectExists, projectFromBody, projectIdFromBody, publicSettings, regenerateRefused, updateFromBody,
   type GeneratedKey, type OpenedRegistry, type Project, type Registry, type StorageReport
 } from './registry.js'
 
@@ -147,10 +147,9 @@ export class SharedRegistry implements Registry {
   }
 
   async createProject (body: unknown): Promise<string | null> {
-    const project = projectFromBody(body)
-    const id = project.id
-    const exists = (): InvalidInputError => new InvalidInputError(`Project with ID '${id}' already exists in configuration.`)
-    if (await this.#redis.call(async () => await this.#redis.client.hexists(this.#catalog, id)) === 1) throw exists()
+    const id = projectIdFromBody(body)
+    if (await this.#redis.call(async () => await this.#redis.client.hexists(this.#catalog, id)) === 1) throw projectExists(id)
+    const project = projectFromBody(body as Record<string, unknown>, id)
     let key: string | null = null
     if (project.authentication?.enabled === true) {
       const fresh = await newKeyFields(project.authentication)
@@ -158,7 +157,7 @@ export class SharedRegistry implements Registry {
       Object.assign(project.authentication, fresh.fields)
     }
     const entry: CatalogEntry = { config: project, epoch: newEpoch(), created: Date.now() }
-    if (!await this.#create(entry)) throw exists()
+    if (!await this.#create(entry)) throw projectExists(id)
     return key
   }
 
