@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -10,41 +9,20 @@ import type { KvConfig } from '../lib/config.js'
 import { generateApiKey, hashApiKey } from '../lib/keys.js'
 import { build, proj, testConfig, writeConfig } from './support/app.js'
 import { freePort, HOST } from './support/net.js'
+import { sharedRedis, uniquePrefix } from './support/redis.js'
 import { tempDir } from './support/temp.js'
 
 const HASHED_KEY = generateApiKey()
-const PREFIX = 'mig'
 const json = { 'content-type': 'application/json' }
 
-/**
- * A redis-server of our own on a free port of 127.0.0.1, without persistence,
- * stopped when the test ends. (test/support/redis.ts, a shared harness, is
- * being written on another branch; this file starts its server itself.)
- */
-async function startRedis (t: Test): Promise<{ url: string, client: Redis }> {
-  const dir = tempDir(t, 'simple-kv-redis-')
-  const port = await freePort()
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
-  const exited = new Promise<void>(resolve => { child.once('exit', () => { resolve() }) })
-  t.teardown(async () => {
-    child.kill('SIGKILL')
-    await exited
-  })
-  const client = new Redis({ host: HOST, port, lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null })
+/** The file's shared redis-server (test/support/redis.ts), a key prefix of this test's own, and a client for checks. */
+async function redisFor (t: Test): Promise<{ url: string, client: Redis, prefix: string }> {
+  const server = await sharedRedis()
+  const client = new Redis({ host: HOST, port: server.port, lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false })
   client.on('error', () => {})
-  // Generous: the machine may be slow, but a redis-server that never answers fails the test rather than hang it.
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    try {
-      if (client.status === 'wait' || client.status === 'end') await client.connect()
-      if (await client.ping() === 'PONG') break
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer PING: ${(err as Error).message}`)
-      await sleep(100)
-    }
-  }
+  await client.connect()
   t.teardown(() => { client.disconnect() })
-  return { url: `redis://${HOST}:${port}/0`, client }
+  return { url: server.url, client, prefix: uniquePrefix() }
 }
 
 /** Run a command line in this process, capturing what it prints. */
@@ -68,9 +46,9 @@ async function localConfig (): Promise<KvConfig> {
 }
 
 /** `config` switched to the Redis engine at `url` with our prefix, for a server of its own folder. */
-function redisConfig (config: KvConfig, url: string): KvConfig {
+function redisConfig (config: KvConfig, url: string, prefix: string): KvConfig {
   const copy = structuredClone(config)
-  copy.system!.storage = { ...copy.system!.storage, engine: 'redis', redis: { url, key_prefix: PREFIX } }
+  copy.system!.storage = { ...copy.system!.storage, engine: 'redis', redis: { url, key_prefix: prefix } }
   return copy
 }
 
@@ -129,9 +107,9 @@ t.test('migrate: bad command lines exit with 2', async t => {
 })
 
 t.test('migrate --to redis, then back --to local: records, versions, tags, expiry, key hashes, epochs and revisions', async t => {
-  const { url, client } = await startRedis(t)
+  const { url, client, prefix } = await redisFor(t)
   const { dir, configPath, config, etags, p1, p2 } = await seededFolder(t)
-  const flags = ['--config', configPath, '--redis-url', url, '--key-prefix', PREFIX]
+  const flags = ['--config', configPath, '--redis-url', url, '--key-prefix', prefix]
   t.equal(p1.items.length, 523, 'the expired key is no longer listed locally')
 
   const toRedis = await cli(['migrate', '--to', 'redis', ...flags])
@@ -139,15 +117,15 @@ t.test('migrate --to redis, then back --to local: records, versions, tags, expir
   t.match(toRedis.stdout, /Migrated 3 projects to redis:\n {2}p1: 523 keys copied and verified; epoch \S+, revision \d+\n {2}p2: 1 key copied and verified/)
   t.match(toRedis.stdout, /p3: memory-only: settings copied, no records/)
   t.notMatch(toRedis.stdout, /127\.0\.0\.1:\d+\/0.*password/, 'no credentials printed')
-  t.ok(await client.get(`${PREFIX}:seeded`), 'Redis is marked as seeded')
-  const catalog = await client.hgetall(`${PREFIX}:catalog`)
+  t.ok(await client.get(`${prefix}:seeded`), 'Redis is marked as seeded')
+  const catalog = await client.hgetall(`${prefix}:catalog`)
   t.same(Object.keys(catalog).sort(), ['p1', 'p2', 'p3'])
   t.equal(JSON.parse(catalog.p2).config.authentication.api_key_hash, config.projects![1].authentication!.api_key_hash, 'the key hash is copied as it is')
-  t.same(await client.keys(`${PREFIX}:*~migrating*`), [], 'no staging keys are left')
+  t.same(await client.keys(`${prefix}:*~migrating*`), [], 'no staging keys are left')
 
   // A server on the Redis engine, in a folder of its own, serves the copy.
   const redisDir = tempDir(t)
-  writeConfig(redisDir, redisConfig(config, url))
+  writeConfig(redisDir, redisConfig(config, url, prefix))
   const { app: onRedis } = await build(t, { dir: redisDir })
   const twice = await onRedis.inject({ method: 'GET', url: '/api/v1/projects/p1/store/twice', headers: { ...proj, 'if-none-match': etags.get('twice') as string } })
   t.equal(twice.statusCode, 304, 'the old ETag still matches')
@@ -174,7 +152,7 @@ t.test('migrate --to redis, then back --to local: records, versions, tags, expir
   const backDir = tempDir(t)
   const backConfig = testConfig(c => { c.projects = [] })
   const backPath = writeConfig(backDir, backConfig)
-  const toLocal = await cli(['migrate', '--to', 'local', '--config', backPath, '--redis-url', url, '--key-prefix', PREFIX])
+  const toLocal = await cli(['migrate', '--to', 'local', '--config', backPath, '--redis-url', url, '--key-prefix', prefix])
   t.equal(toLocal.code, 0, toLocal.stderr)
   t.match(toLocal.stdout, /p1: 523 keys copied and verified/)
   const written = readConfig(backPath)
@@ -192,23 +170,23 @@ t.test('migrate --to redis, then back --to local: records, versions, tags, expir
 })
 
 t.test('migrate refuses existing projects unless --overwrite; an overwrite replaces them and never takes the revision back', async t => {
-  const { url, client } = await startRedis(t)
+  const { url, client, prefix } = await redisFor(t)
   const { dir, configPath, config } = await seededFolder(t)
-  const flags = ['--config', configPath, '--redis-url', url, '--key-prefix', PREFIX]
+  const flags = ['--config', configPath, '--redis-url', url, '--key-prefix', prefix]
   t.equal((await cli(['migrate', '--to', 'redis', ...flags, '--project', 'p1'])).code, 0)
-  t.same(Object.keys(await client.hgetall(`${PREFIX}:catalog`)), ['p1'], '--project copies only that one')
+  t.same(Object.keys(await client.hgetall(`${prefix}:catalog`)), ['p1'], '--project copies only that one')
 
   const again = await cli(['migrate', '--to', 'redis', ...flags])
   t.equal(again.code, 1)
   t.match(again.stderr, /project 'p1' already exists in Redis .*--overwrite/)
-  t.same(Object.keys(await client.hgetall(`${PREFIX}:catalog`)), ['p1'], 'nothing was copied, p2 included')
+  t.same(Object.keys(await client.hgetall(`${prefix}:catalog`)), ['p1'], 'nothing was copied, p2 included')
 
   // Redis moved on (another instance wrote), then the folder changes and is copied over it.
-  const entry = JSON.parse(await client.hget(`${PREFIX}:catalog`, 'p1') as string) as { epoch: string }
-  const metaKey = `${PREFIX}:{p1}:${entry.epoch}:m`
+  const entry = JSON.parse(await client.hget(`${prefix}:catalog`, 'p1') as string) as { epoch: string }
+  const metaKey = `${prefix}:{p1}:${entry.epoch}:m`
   await client.hset(metaKey, 'rev', 5000)
-  await client.hset(`${PREFIX}:{p1}:${entry.epoch}:d`, 'stale', '1|1|1||1|string|x\n"s"')
-  await client.zadd(`${PREFIX}:{p1}:${entry.epoch}:i`, 0, 'stale')
+  await client.hset(`${prefix}:{p1}:${entry.epoch}:d`, 'stale', '1|1|1||1|string|x\n"s"')
+  await client.zadd(`${prefix}:{p1}:${entry.epoch}:i`, 0, 'stale')
   const { app: local } = await build(t, { dir })
   await put(local, 'p1', 'added', true)
   await local.close()
@@ -216,8 +194,8 @@ t.test('migrate refuses existing projects unless --overwrite; an overwrite repla
   t.equal(over.code, 0, over.stderr)
   t.match(over.stdout, /p1: 524 keys copied and verified; epoch \S+, revision 5001 \(replaced the existing project\)/)
   t.equal(Number(await client.hget(metaKey, 'rev')), 5001, 'the same epoch: the revision passes the one Redis had')
-  t.equal(await client.hexists(`${PREFIX}:{p1}:${entry.epoch}:d`, 'stale'), 0, 'the old store was replaced, not merged')
-  t.equal(await client.hexists(`${PREFIX}:{p1}:${entry.epoch}:d`, 'added'), 1)
+  t.equal(await client.hexists(`${prefix}:{p1}:${entry.epoch}:d`, 'stale'), 0, 'the old store was replaced, not merged')
+  t.equal(await client.hexists(`${prefix}:{p1}:${entry.epoch}:d`, 'added'), 1)
 
   // The way back: config.json lists them all, so only --overwrite may replace them.
   const refused = await cli(['migrate', '--to', 'local', ...flags])
@@ -237,10 +215,11 @@ t.test('migrate refuses existing projects unless --overwrite; an overwrite repla
 })
 
 t.test('migrate refuses a folder a server owns, unknown projects and an unreachable Redis', async t => {
-  const { url } = await startRedis(t)
+  const { url, prefix } = await redisFor(t)
   const dir = tempDir(t)
-  const configPath = writeConfig(dir, testConfig())
-  const flags = ['--config', configPath, '--redis-url', url, '--key-prefix', PREFIX]
+  // The Redis comes from the config's system.storage.redis when the command line names none.
+  const configPath = writeConfig(dir, testConfig(c => { c.system!.storage = { ...c.system!.storage, redis: { url, key_prefix: prefix } } }))
+  const flags = ['--config', configPath]
   const { app } = await build(t, { dir })
   const busy = await cli(['migrate', '--to', 'redis', ...flags])
   t.equal(busy.code, 1)
@@ -251,10 +230,13 @@ t.test('migrate refuses a folder a server owns, unknown projects and an unreacha
   t.match(unknown.stderr, /no project 'nope' in /)
   const notInRedis = await cli(['migrate', '--to', 'local', ...flags, '--project', 'nope'])
   t.equal(notInRedis.code, 1)
-  t.match(notInRedis.stderr, /no project 'nope' in Redis \(key prefix mig\)/)
+  t.match(notInRedis.stderr, new RegExp(`no project 'nope' in Redis \\(key prefix ${prefix}\\)`))
   const port = await freePort()
   const away = await cli(['migrate', '--to', 'redis', '--config', configPath, '--redis-url', `redis://:secret@${HOST}:${port}/0`])
   t.equal(away.code, 1)
   t.match(away.stderr, /Cannot reach Redis/)
   t.notMatch(away.stderr, /secret/, 'the password is not printed')
+  const fromConfig = await cli(['migrate', '--to', 'redis', ...flags])
+  t.equal(fromConfig.code, 0, fromConfig.stderr)
+  t.match(fromConfig.stdout, `key prefix ${prefix} now holds them`)
 })
