@@ -7,6 +7,8 @@ import t, { type Test } from 'tap'
 import { run } from '../cli/main.js'
 import type { KvConfig } from '../lib/config.js'
 import { generateApiKey, hashApiKey } from '../lib/keys.js'
+import { verifyCopy } from '../lib/migrate.js'
+import type { KvRecord } from '../lib/record.js'
 import { build, proj, testConfig, writeConfig } from './support/app.js'
 import { freePort, HOST } from './support/net.js'
 import { sharedRedis, uniquePrefix } from './support/redis.js'
@@ -239,4 +241,23 @@ t.test('migrate refuses a folder a server owns, unknown projects and an unreacha
   const fromConfig = await cli(['migrate', '--to', 'redis', ...flags])
   t.equal(fromConfig.code, 0, fromConfig.stderr)
   t.match(fromConfig.stdout, `key prefix ${prefix} now holds them`)
+})
+
+t.test('verifyCopy: a copy is verified by content and count', async t => {
+  const now = 1_800_000_000_000
+  const rec = (over: Partial<KvRecord> = {}): KvRecord => ({ value: { a: [1] }, created_at: 1, updated_at: 2, size_bytes: 9, type: 'object', version: 3, expires_at: null, tag: 'e.3', ...over })
+  const copied: Array<[string, KvRecord]> = [['k', rec()], ['due', rec({ expires_at: now / 1000 + 1 })]]
+  t.doesNotThrow(() => { verifyCopy('p', copied, [['k', rec()], ['due', rec({ expires_at: now / 1000 + 1 })]], now) }, 'the same')
+  t.doesNotThrow(() => { verifyCopy('p', copied, [['k', rec()]], now) }, 'a key due within the margin may be gone')
+  const cases: Array<[string, Array<[string, KvRecord]>, RegExp]> = [
+    ['value', [['k', rec({ value: { a: [2] } })], ['due', copied[1][1]]], /key "k" \(value differs\)/],
+    ['version', [['k', rec({ version: 4 })], ['due', copied[1][1]]], /version 4 instead of 3/],
+    ['tag', [['k', rec({ tag: 'x' })], ['due', copied[1][1]]], /tag x instead of e\.3/],
+    ['expiry', [['k', rec({ expires_at: 5 })], ['due', copied[1][1]]], /expires_at 5 instead of null/],
+    ['timestamps', [['k', rec({ updated_at: 3 })], ['due', copied[1][1]]], /timestamps differ/],
+    ['an extra key', [...copied, ['extra', rec()]], /key "extra" \(not copied\)/],
+    ['a missing key', [['due', copied[1][1]]], /key "k" is missing \(1 keys found, 2 copied\)/]
+  ]
+  for (const [name, found, message] of cases) t.throws(() => { verifyCopy('p', copied, found, now) }, message, name)
+  t.throws(() => { verifyCopy('p', [['later', rec({ expires_at: now / 1000 + 60 })]], [], now) }, /key "later" is missing/, 'a key due later must be there')
 })
