@@ -271,6 +271,49 @@ t.test('several instances on one Redis serve one dataset', async t => {
     t.equal((await get(b.port, 'p1', 'shared')).status, 200, 'p1 is untouched')
   })
 
+  await t.test('a project deleted on A and created again on B: a new key and an empty store on both', async t => {
+    const created = await call(b.port, 'POST', '/api/v1/projects', { ...sys, ...json }, JSON.stringify({ id: 'p2' }))
+    t.equal(created.status, 201, created.body)
+    const fresh = created.json.data.new_api_key as string
+    t.equal((await get(a.port, 'p2', 'x', bearer(p2Key))).status, 401, 'A refuses the key of the deleted project')
+    const read = await get(a.port, 'p2', 'x', bearer(fresh))
+    t.equal(read.status, 404, 'A finds none of the deleted project\'s data')
+    t.match(read.json?.message, /x/, 'the key is what is missing, not the project')
+    t.equal((await put(a.port, 'p2', 'y', 'new store', bearer(fresh))).status, 200)
+    t.equal((await get(b.port, 'p2', 'y', bearer(fresh))).json.data.value, 'new store')
+  })
+
+  await t.test('settings changed on A are in force on B at the next request', async t => {
+    t.equal((await call(b.port, 'GET', '/api/v1/projects/p1/store', proj)).status, 200, 'B lists the store')
+    const hide = await call(a.port, 'PUT', '/api/v1/projects/p1', { ...proj, ...json }, JSON.stringify({ security: { keys_and_values_discoverable: false } }))
+    t.equal(hide.status, 200, hide.body)
+    const refused = await call(b.port, 'GET', '/api/v1/projects/p1/store', proj)
+    t.equal(refused.status, 403, 'B refuses the listing at once')
+    t.equal(refused.json?.message, 'Retrieving all keys and values is disabled for this project')
+    const show = await call(b.port, 'PUT', '/api/v1/projects/p1', { ...proj, ...json }, JSON.stringify({ security: { keys_and_values_discoverable: true } }))
+    t.equal(show.status, 200, show.body)
+    t.equal((await call(a.port, 'GET', '/api/v1/projects/p1/store', proj)).status, 200, 'and A lists again after B changed it back')
+  })
+
+  await t.test('an expiry set on one instance holds on the other', async t => {
+    const written = await call(a.port, 'PUT', `${storePath('p1', 'short')}?ttl=600`, { ...proj, ...text }, 'soon gone')
+    t.equal(written.status, 200, written.body)
+    const onA = await get(a.port, 'p1', 'short')
+    const onB = await get(b.port, 'p1', 'short')
+    t.type(onB.json.data.expires_at, 'number')
+    t.equal(onB.json.data.expires_at, onA.json.data.expires_at, 'B reports the expiry A set')
+    const ttl = await call(b.port, 'PUT', `${storePath('p1', 'short')}/ttl`, { ...proj, ...json }, JSON.stringify({ ttl: 0.2 }))
+    t.equal(ttl.status, 200, ttl.body)
+    const deadline = Date.now() + WAIT_BOUND_MS
+    let status = 0
+    while (Date.now() < deadline) {
+      status = (await get(a.port, 'p1', 'short')).status
+      if (status === 404) break
+      await sleep(100)
+    }
+    t.equal(status, 404, 'A stops serving it once the expiry B set has passed')
+  })
+
   await t.test('a conditional PUT race between A and B: exactly one 200 and one 412', async t => {
     for (let round = 0; round < 10; round++) {
       const first = await put(a.port, 'p1', 'race', `round ${round}`)
@@ -356,6 +399,12 @@ for (const how of ['stop', 'kill'] as const) {
       await sleep(100)
     }
     t.ok(recovered, 'requests succeed again by themselves once Redis is back')
+    // A restarted Redis has no scripts loaded: the catalog's scripts must be loaded again too.
+    const created = await call(a.port, 'POST', '/api/v1/projects', { ...sys, ...json }, JSON.stringify({ id: 'after' }))
+    t.equal(created.status, 201, created.body)
+    t.equal((await put(a.port, 'after', 'k', 'v', bearer(created.json.data.new_api_key))).status, 200, 'the new project takes writes')
+    const tag = (await get(a.port, 'p1', 'after-restart')).headers.etag as string
+    t.equal((await put(a.port, 'p1', 'after-restart', 'again', { ...proj, 'if-match': tag })).status, 200, 'a conditional write works again')
     const before = loop.acked.size
     t.ok(await loop.acknowledged(before + 20), 'the write loop is acknowledged again')
     await loop.stop()
