@@ -17,13 +17,19 @@ export interface CpuSnap {
   t: bigint
   busy: number
   total: number
-  server: number | null
+  /** Ticks of each server process, in the order given. */
+  servers: Array<number | null>
   self: NodeJS.CpuUsage
+  /** Ticks of this process's children that have ended and been reaped (a load generator run as a child). */
+  reaped: number | null
 }
 
 export interface CpuUse {
-  /** Percent of one core. */
+  /** Percent of one core: every server process together. */
   serverPct: number | null
+  /** Each server process alone, when there are several (Simple KV, then redis-server). */
+  serverPartsPct?: Array<number | null>
+  /** This process, plus children that ended during the run (redis-benchmark). */
   generatorPct: number
   otherPct: number | null
 }
@@ -52,26 +58,46 @@ function processTicks (pid: number): number | null {
   }
 }
 
-export function cpuSnap (serverPid: number | null): CpuSnap {
+/** cutime + cstime of this process: what its reaped children used, in ticks. */
+function reapedTicks (): number | null {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // fields 16 and 17 (cutime, cstime), counted as above
+    return Number(f[13]) + Number(f[14])
+  } catch {
+    return null
+  }
+}
+
+export function cpuSnap (serverPids: number | readonly number[] | null): CpuSnap {
   const s = systemTicks()
+  const pids = serverPids === null ? [] : typeof serverPids === 'number' ? [serverPids] : serverPids
   return {
     t: process.hrtime.bigint(),
     busy: s.busy,
     total: s.total,
-    server: serverPid === null ? null : processTicks(serverPid),
-    self: process.cpuUsage()
+    servers: pids.map(processTicks),
+    self: process.cpuUsage(),
+    reaped: reapedTicks()
   }
 }
 
 export function cpuUse (a: CpuSnap, b: CpuSnap): CpuUse {
   const wall = Number(b.t - a.t) / 1e9
-  const gen = (b.self.user - a.self.user + b.self.system - a.self.system) / 1e6
-  const server = a.server === null || b.server === null ? null : (b.server - a.server) / clkTck
+  const reaped = a.reaped === null || b.reaped === null ? 0 : (b.reaped - a.reaped) / clkTck
+  const gen = (b.self.user - a.self.user + b.self.system - a.self.system) / 1e6 + reaped
+  const parts = a.servers.map((t, i) => {
+    const u = b.servers[i]
+    return t === null || u === null || u === undefined ? null : (u - t) / clkTck
+  })
+  const server = parts.length === 0 || parts.some((x) => x === null) ? null : parts.reduce<number>((sum, x) => sum + (x ?? 0), 0)
   const busy = (b.busy - a.busy) / clkTck
   const other = Number.isFinite(busy) ? Math.max(0, busy - gen - (server ?? 0)) : null
   const pct = (x: number) => Math.round((x / wall) * 1000) / 10
   return {
     serverPct: server === null ? null : pct(server),
+    ...(parts.length > 1 ? { serverPartsPct: parts.map((x) => (x === null ? null : pct(x))) } : {}),
     generatorPct: pct(gen),
     otherPct: other === null ? null : pct(other)
   }

@@ -2,6 +2,7 @@
 // every server it starts is tracked here and killed on exit, error, SIGINT or
 // SIGTERM, and its temp folder removed. Only 127.0.0.1 is ever used.
 
+import type { ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { ServerProcess, type HealthOptions } from '../test/support/process.js'
 import { removeDir, type Teardown } from '../test/support/temp.js'
@@ -9,6 +10,8 @@ import { removeDir, type Teardown } from '../test/support/temp.js'
 export type Child = ServerProcess
 
 const live = new Set<Child>()
+/** Children that are not node processes (redis-server, redis-benchmark), each with its own way to stop. */
+const others = new Set<(timeoutMs: number) => Promise<unknown>>()
 const history: Array<{ name: string, pid: number, args: string[] }> = []
 /** Run on any way out of the process; each sends its SIGKILL synchronously. */
 const exitTasks: Array<() => unknown> = []
@@ -54,7 +57,7 @@ export function installCleanupHandlers (): void {
       process.exit(130)
     }
     shuttingDown = true
-    process.stderr.write(`\n[bench] ${sig}: stopping ${live.size} child process(es)\n`)
+    process.stderr.write(`\n[bench] ${sig}: stopping ${live.size + others.size} child process(es)\n`)
     void stopAll(3000).finally(() => process.exit(sig === 'SIGINT' ? 130 : 143))
   }
   process.on('SIGINT', onSignal)
@@ -80,6 +83,8 @@ export interface SpawnOptions {
   stdinPipe?: boolean
   /** Run under `taskset -c <cpuList>`. */
   cpuList?: string | null
+  /** Added to the environment. */
+  env?: NodeJS.ProcessEnv
 }
 
 export function spawnChild (name: string, args: string[], opts: SpawnOptions): Child {
@@ -89,13 +94,29 @@ export function spawnChild (name: string, args: string[], opts: SpawnOptions): C
     output: opts.logPath === null ? 'ignore' : { file: opts.logPath },
     stdin: opts.stdinPipe === true ? 'pipe' : 'ignore',
     cpus: opts.cpuList,
-    env: { NODE_ENV: 'production' }
+    env: { NODE_ENV: 'production', ...opts.env }
   })
   live.add(child)
   history.push({ name, pid: child.pid, args })
   const gone = (): void => { live.delete(child) }
   void child.exited().then(gone, gone)
   return child
+}
+
+/**
+ * Track a child that is not a node process: `stop` (graceful, bounded) runs with the
+ * others on a signal, and a SIGKILL is sent on any way out if it is still running.
+ */
+export function trackProcess (name: string, child: ChildProcess, stop: (timeoutMs: number) => Promise<unknown>): void {
+  if (child.pid === undefined) return
+  onExit.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  others.add(stop)
+  const gone = (): void => { others.delete(stop) }
+  child.once('close', gone)
+  child.once('error', gone)
+  history.push({ name, pid: child.pid, args: child.spawnargs })
 }
 
 export interface StopResult {
@@ -113,7 +134,10 @@ export async function stopChild (child: Child, timeoutMs: number): Promise<StopR
 }
 
 export async function stopAll (timeoutMs: number): Promise<void> {
-  await Promise.all([...live].map(async (c) => await stopChild(c, timeoutMs)))
+  await Promise.all([
+    ...[...live].map(async (c) => await stopChild(c, timeoutMs)),
+    ...[...others].map(async (stop) => await stop(timeoutMs).catch(() => {}))
+  ])
 }
 
 /**

@@ -7,7 +7,7 @@ import type { WorkloadId } from './workloads.js'
 
 export interface Row {
   /** Workload id, or a derived id for the flood's three rows. */
-  id: WorkloadId | 'flood-undisturbed' | 'flood-good' | 'flood-attack' | 'list-get-record'
+  id: WorkloadId | 'flood-undisturbed' | 'flood-good' | 'flood-attack' | 'list-get-record' | 'redis-ceiling-get' | 'redis-ceiling-set'
   label: string
   connections: number
   stats: RunStats
@@ -19,6 +19,10 @@ export interface Row {
   ratio: number | null
   /** The bare Fastify run measured right before this one, at the same connections (the ratio's denominator). */
   pairedBare?: { okPerSec: number, p99Ms: number, cpu: CpuUse }
+  /** Redis engine rows: the bare Redis round trip (redis-benchmark) measured right before, on the same redis-server. */
+  pairedCeiling?: { label: string, okPerSec: number, p99Ms: number }
+  /** okPerSec over pairedCeiling's. */
+  ceilingRatio?: number | null
 }
 
 export interface FloodResult {

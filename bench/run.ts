@@ -29,9 +29,12 @@ import {
   waitForOk
 } from './proc.js'
 import type { Child } from './proc.js'
+import { RedisServer, haveBinary, redisBenchmark } from './redis.js'
+import type { BenchmarkResult, RedisInfo } from './redis.js'
 import { checkTargets, fmtInt, fmtMB, fmtMs, fmtRatio, renderTable, renderTargets, rowProblems, rowRate } from './report.js'
 import type { ControlCheck, ExpireResult, FloodResult, LatencyWindow, ListResult, MillionResult, Row } from './report.js'
 import {
+  CEILING_LABELS,
   WORKLOAD_IDS,
   WORKLOAD_LABELS,
   casKey,
@@ -65,6 +68,12 @@ usage: npm run bench -- [flags]        (or: node dist/bench/run.js [flags] after
   --flood-connections <n>   attacker connections in the flood (default: same as the good stream)
   --durability <mode>       write system.storage.durability = always|everysec|no into the config
                             (omitted by default: the server's default, always)
+  --redis-server <bin>      redis-server for get-redis, put-redis and redis-ceiling (default
+                            redis-server on the PATH); the bench starts its own on a free
+                            127.0.0.1 port in the temp folder, appendonly yes, appendfsync always,
+                            no RDB snapshots. Without it those parts are skipped with a warning
+                            (an error when --only names them)
+  --redis-benchmark <bin>   redis-benchmark for redis-ceiling (default: on the PATH)
   --server <file>           server entry (default dist/server.js), started as
                             node <file> --config <tmp>/config.json with cwd = repo root
   --node-arg=<arg>          extra node flag for the real server, repeatable
@@ -111,6 +120,10 @@ interface Options {
   floodConnections: number | null
   durability: string | null
   server: string
+  redisServer: string
+  redisBenchmark: string
+  /** --only named these parts: a missing Redis binary is then an error, not a skip. */
+  named: Set<WorkloadId>
   nodeArgs: string[]
   bareOnly: boolean
   /** Measure bare Fastify again right before each real-server workload run and take the ratio to that. */
@@ -161,6 +174,8 @@ function parseOptions (): Options {
         'flood-connections': { type: 'string' },
         durability: { type: 'string' },
         server: { type: 'string' },
+        'redis-server': { type: 'string' },
+        'redis-benchmark': { type: 'string' },
         'node-arg': { type: 'string', multiple: true },
         'bare-only': { type: 'boolean' },
         unpaired: { type: 'boolean' },
@@ -234,6 +249,9 @@ function parseOptions (): Options {
     floodConnections: v['flood-connections'] === undefined ? null : num(v['flood-connections'], 'flood-connections', 1, 1, true),
     durability,
     server: resolve(REPO, v.server ?? join('dist', 'server.js')),
+    redisServer: v['redis-server'] ?? 'redis-server',
+    redisBenchmark: v['redis-benchmark'] ?? 'redis-benchmark',
+    named: v.only === undefined ? new Set() : new Set(only),
     nodeArgs,
     bareOnly: v['bare-only'] === true,
     pair: v.unpaired !== true,
@@ -363,7 +381,7 @@ async function waitQuiet (opts: Options, label: string): Promise<void> {
 async function measure (
   opts: Options,
   label: string,
-  serverPid: number,
+  serverPid: number | readonly number[],
   specs: MeasureSpec[]
 ): Promise<{ stats: RunStats[], cpu: CpuUse }> {
   await waitQuiet(opts, label)
@@ -376,7 +394,8 @@ async function measure (
   log(
     `${label.padEnd(44)} c=${String(specs[0]!.connections).padStart(3)}  ${fmtInt(first.okPerSec).padStart(7)} 2xx/s` +
       `  p50 ${fmtMs(first.latencyMs.p50)} ms  p99 ${fmtMs(first.latencyMs.p99)} ms  non-2xx ${fmtInt(first.non2xx)}` +
-      `  cpu: server ${cpu.serverPct ?? '-'}% generator ${cpu.generatorPct}% other ${cpu.otherPct ?? '-'}%${issues}`
+      `  cpu: server ${cpu.serverPct ?? '-'}%${cpu.serverPartsPct === undefined ? '' : ` (${cpu.serverPartsPct.map((p) => p ?? '-').join(' + ')})`}` +
+      ` generator ${cpu.generatorPct}% other ${cpu.otherPct ?? '-'}%${issues}`
   )
   return { stats, cpu }
 }
@@ -389,20 +408,35 @@ interface Keys {
   mem: string
 }
 
-function writeConfig (dir: string, port: number, keys: Keys, durability: string | null): string {
+/** The Redis engine's server: one project, `redis`, in the bench's own redis-server. */
+interface RedisTarget {
+  url: string
+  key: string
+}
+
+const REDIS_KEY_PREFIX = 'skv-bench'
+
+function writeConfig (dir: string, port: number, keys: Keys, durability: string | null, redis: RedisTarget | null = null): string {
   const auth = (key: string) => ({ enabled: true, save_api_key_to_config: true, api_key: key })
   const config = {
     server_port: port,
     server_host: '127.0.0.1',
     system: {
-      storage: { persistent_file_path: 'storage_data', ...(durability !== null ? { durability } : {}) },
+      storage: redis === null
+        ? { persistent_file_path: 'storage_data', ...(durability !== null ? { durability } : {}) }
+        : { persistent_file_path: 'storage_data', engine: 'redis', redis: { url: redis.url, key_prefix: REDIS_KEY_PREFIX } },
       authentication: auth(keys.system),
       security: { project_discoverable: true }
     },
-    projects: [
-      { id: 'disk', storage: { on_disk: true }, authentication: auth(keys.disk), security: { keys_and_values_discoverable: true } },
-      { id: 'mem', storage: { on_disk: false }, authentication: auth(keys.mem), security: { keys_and_values_discoverable: true } }
-    ]
+    projects: redis === null
+      ? [
+          { id: 'disk', storage: { on_disk: true }, authentication: auth(keys.disk), security: { keys_and_values_discoverable: true } },
+          { id: 'mem', storage: { on_disk: false }, authentication: auth(keys.mem), security: { keys_and_values_discoverable: true } }
+        ]
+      : [
+          // Seeded into Redis at the first start, the prefix being new.
+          { id: 'redis', authentication: auth(redis.key), security: { keys_and_values_discoverable: true } }
+        ]
   }
   const path = join(dir, 'config.json')
   writeFileSync(path, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 })
@@ -417,13 +451,15 @@ interface RealServer {
   configPath: string
 }
 
-async function startRealServer (opts: Options, dir: string, keys: Keys, name: string, readyTimeoutMs: number): Promise<RealServer> {
+async function startRealServer (opts: Options, dir: string, keys: Keys, name: string, readyTimeoutMs: number, redis: RedisTarget | null = null): Promise<RealServer> {
   const port = await freePort()
-  const configPath = writeConfig(dir, port, keys, opts.durability)
+  const configPath = writeConfig(dir, port, keys, opts.durability, redis)
   const child = spawnChild(name, [...opts.nodeArgs, opts.server, '--config', configPath], {
     cwd: REPO,
     logPath: join(dir, `${name}.log`),
-    cpuList: serverCpus
+    cpuList: serverCpus,
+    // The variable wins over the config file: one set in the shell must not send the bench's server elsewhere.
+    ...(redis === null ? {} : { env: { SIMPLE_KV_REDIS_URL: redis.url } })
   })
   const ms = await waitForOk(child, port, '/health', { timeoutMs: readyTimeoutMs })
   log(`${name} ready on 127.0.0.1:${port} after ${ms.toFixed(0)} ms (pid ${child.pid}, log ${child.logPath})`)
@@ -513,7 +549,7 @@ function checkLoad (what: string, stats: RunStats, n: number): void {
  * One row of a real-server workload: bare Fastify measured right before it at the
  * same connections (when pairing), then the workload itself.
  */
-async function pairedRow (opts: Options, pair: BareServer | null, id: Row['id'], label: string, pid: number, spec: MeasureSpec): Promise<Row> {
+async function pairedRow (opts: Options, pair: BareServer | null, id: Row['id'], label: string, pid: number | readonly number[], spec: MeasureSpec): Promise<Row> {
   const paired = pair === null ? undefined : await pair.measureAt(spec.connections, `${WORKLOAD_LABELS['bare-fastify']}, paired`)
   const { stats, cpu } = await measure(opts, label, pid, [spec])
   return {
@@ -674,6 +710,140 @@ async function runReal (opts: Options, tmp: string, rows: Row[], floods: FloodRe
     await stopServer(srv.child, 30_000)
   }
   return info
+}
+
+/** What the Redis part measured besides its rows. */
+interface RedisPart {
+  /** The bench's redis-server as it reported itself (CONFIG GET, INFO). */
+  redis: RedisInfo
+  /** The Redis engine's Simple KV server: RSS after the preload and after the workloads. */
+  server: Record<string, unknown> | null
+  /** Every measured redis-benchmark run (the ceiling rows), as it printed them. */
+  ceilings: BenchmarkResult[]
+}
+
+/**
+ * One ceiling row: redis-benchmark at `connections`, on the same redis-server as the
+ * Redis engine. It stops after a count of requests, not a time, so a short probe gives
+ * the rate, the warm-up refines it, and the measured run is sized to last about
+ * --duration seconds; each run is killed (and the part fails) if it takes 5 times longer.
+ */
+async function measureCeiling (opts: Options, redis: RedisServer, test: 'get' | 'set', connections: number, out: BenchmarkResult[]): Promise<Row> {
+  const label = CEILING_LABELS[test]
+  await waitQuiet(opts, label)
+  const run = async (requests: number, seconds: number) => await redisBenchmark({
+    bin: opts.redisBenchmark,
+    port: redis.port,
+    test,
+    connections,
+    requests,
+    keys: opts.keys,
+    timeoutMs: (seconds * 5 + 20) * 1000,
+    // The harness's own CPU: with --pin the child inherits the generator's.
+    cpuList: null
+  })
+  let rate = (await run(Math.max(200, 100 * connections), 10)).rps
+  if (opts.warmup > 0) rate = (await run(Math.max(connections, Math.round(rate * opts.warmup)), opts.warmup)).rps
+  const requests = Math.max(10 * connections, Math.round(rate * opts.duration))
+  const before = cpuSnap(redis.pid)
+  const r = await run(requests, opts.duration)
+  const cpu = cpuUse(before, cpuSnap(redis.pid))
+  out.push(r)
+  const stats: RunStats = {
+    connections,
+    pipelining: 1,
+    seconds: r.requests / r.rps,
+    responses: r.requests,
+    ok: r.requests,
+    non2xx: 0,
+    statusCounts: {},
+    errors: 0,
+    timeouts: 0,
+    okPerSec: r.rps,
+    respPerSec: r.rps,
+    // redis-benchmark prints p50, p95 and p99 (and mean and max), not p90 or p99.9.
+    latencyMs: { mean: r.avgMs, p50: r.p50Ms, p90: NaN, p99: r.p99Ms, p999: NaN, max: r.maxMs },
+    watchdogStopped: false
+  }
+  log(
+    `${label.padEnd(44)} c=${String(connections).padStart(3)}  ${fmtInt(r.rps).padStart(7)} req/s ` +
+      `  p50 ${fmtMs(r.p50Ms)} ms  p99 ${fmtMs(r.p99Ms)} ms  (${fmtInt(r.requests)} requests)` +
+      `  cpu: redis-server ${cpu.serverPct ?? '-'}% generator (redis-benchmark) ${cpu.generatorPct}% other ${cpu.otherPct ?? '-'}%`
+  )
+  return { id: test === 'get' ? 'redis-ceiling-get' : 'redis-ceiling-set', label, connections, stats, cpu, expect: '2xx', ratio: null }
+}
+
+/**
+ * The Redis part (issue 10): the bench's own redis-server, and, for get-redis and
+ * put-redis, a Simple KV server on the Redis engine with one project `redis` holding
+ * --keys keys. At each connection count a row is preceded by the bare Redis round trip
+ * it is bounded by (redis-benchmark GET or SET, when redis-ceiling runs) and by its
+ * paired bare Fastify run. The server CPU of those rows is Simple KV's and redis-server's.
+ */
+async function runRedis (opts: Options, tmp: string, rows: Row[], pair: BareServer | null): Promise<RedisPart> {
+  const dir = join(tmp, 'redis')
+  mkdirSync(dir)
+  const redis = await RedisServer.start(opts.redisServer, join(dir, 'redis-data'), serverCpus, 15_000)
+  const info = redis.info!
+  log(`redis-server ${info.version} ready on 127.0.0.1:${redis.port} (pid ${redis.pid}; appendonly ${info.appendonly}, ` +
+    `appendfsync ${info.appendfsync}, save '${info.save}'; log ${redis.logPath})`)
+  if (info.appendonly !== 'yes' || info.appendfsync !== 'always') {
+    warn(`redis-server runs with appendonly ${info.appendonly}, appendfsync ${info.appendfsync}, not the yes / always it was started with: its numbers are not comparable`)
+  }
+  const part: RedisPart = { redis: info, server: null, ceilings: [] }
+  try {
+    const ceiling = opts.only.has('redis-ceiling')
+    if (ceiling) {
+      await redis.preloadCeilingKeys(opts.keys)
+      log(`wrote ${fmtInt(opts.keys)} keys x 100 B into database 1 for redis-benchmark's GETs`)
+    }
+    const engine = opts.only.has('get-redis') || opts.only.has('put-redis')
+    const keys: Keys = { system: newApiKey(), disk: newApiKey(), mem: newApiKey() }
+    const target: RedisTarget = { url: redis.url(0), key: newApiKey() }
+    const srv = engine ? await startRealServer(opts, dir, keys, 'server-redis', 30_000, target) : null
+    try {
+      const headers = bearer(target.key)
+      if (srv !== null) {
+        const value = makeValueFn()
+        const t0 = process.hrtime.bigint()
+        const st = await loadKeys(srv.port, 'redis', target.key, opts.keys, value, 32, 120_000)
+        checkLoad(`loading ${opts.keys} keys into 'redis'`, st, opts.keys)
+        const v = await verifySample(srv.port, 'redis', target.key, opts.keys, value, 100)
+        if (v.mismatches > 0) warn(`after loading 'redis': ${v.mismatches} of ${v.checked} sampled keys wrong; first: ${v.firstProblem}`)
+        log(`loaded ${fmtInt(opts.keys)} keys into 'redis' (Redis engine) in ${msSince(t0).toFixed(0)} ms (${fmtInt(st.okPerSec)} PUT/s), sample check ${v.checked - v.mismatches}/${v.checked} ok`)
+        part.server = { rssAfterPreloadBytes: readMem(srv.child.pid)?.rssBytes ?? null }
+      }
+      const parts = [
+        { id: 'get-redis' as const, test: 'get' as const, spec: (port: number, c: number): MeasureSpec => ({ port, connections: c, headers, poolFor: () => getPool(opts.keys, (k) => storePath('redis', k)) }) },
+        { id: 'put-redis' as const, test: 'set' as const, spec: (port: number, c: number): MeasureSpec => ({ port, connections: c, headers, poolFor: () => putPool(opts.keys, 'redis') }) }
+      ]
+      for (const p of parts) {
+        const measured = srv !== null && opts.only.has(p.id)
+        if (!measured && !ceiling) continue
+        for (const c of opts.connections) {
+          const bound = ceiling ? await measureCeiling(opts, redis, p.test, c, part.ceilings) : null
+          if (bound !== null) rows.push(bound)
+          if (!measured) continue
+          const row = await pairedRow(opts, pair, p.id, WORKLOAD_LABELS[p.id], [srv.child.pid, redis.pid], p.spec(srv.port, c))
+          if (bound !== null) row.pairedCeiling = { label: bound.label, okPerSec: bound.stats.okPerSec, p99Ms: bound.stats.latencyMs.p99 }
+          rows.push(row)
+        }
+      }
+      if (srv !== null) {
+        const mem = readMem(srv.child.pid)
+        part.server = { ...part.server, rssAfterWorkloadsBytes: mem?.rssBytes ?? null, peakRssBytes: mem?.hwmBytes ?? null }
+        if (!srv.child.running) throw new Error(`the Redis engine's server exited during the workloads:\n${srv.child.tail()}`)
+      }
+      if (!redis.running) throw new Error(`redis-server exited during the workloads:\n${redis.tail()}`)
+    } finally {
+      if (srv !== null) await stopServer(srv.child, 30_000)
+    }
+  } finally {
+    const r = await redis.stop(10_000)
+    if (r.killed) warn('redis-server did not exit within 10 s of SIGTERM and was killed')
+    else if (r.code !== 0 && r.code !== null) warn(`redis-server exited with code ${r.code} after SIGTERM`)
+  }
+  return part
 }
 
 function dirSizes (dir: string): { total: number, files: Record<string, number> } {
@@ -1263,6 +1433,19 @@ async function main (): Promise<void> {
       log(`pinned: servers on CPU ${serverCpus}, load generator on CPU ${n - 1}`)
     }
   }
+  // The Redis parts need redis-server (and redis-benchmark for the ceiling): a run that did not
+  // name them goes on without them; one that did stops here.
+  const needs: Array<[WorkloadId, string]> = [['get-redis', opts.redisServer], ['put-redis', opts.redisServer], ['redis-ceiling', opts.redisServer], ['redis-ceiling', opts.redisBenchmark]]
+  const checked = new Map<string, boolean>()
+  for (const [id, bin] of needs) {
+    if (opts.bareOnly || !opts.only.has(id)) continue
+    if (!checked.has(bin)) checked.set(bin, haveBinary(bin))
+    if (checked.get(bin) === true) continue
+    if (opts.named.has(id)) fail(`${id} needs ${bin}, which does not run (${bin} --version failed); install Redis or pass --redis-server / --redis-benchmark`)
+    opts.only.delete(id)
+    warn(`${id} skipped: ${bin} does not run (${bin} --version failed); install Redis or pass --redis-server / --redis-benchmark`)
+  }
+
   const busy = await machineBusyPct(1000)
   log(`other processes used ${busy}% of one core over the last second`)
   if (busy > 20) warn(`the machine is busy before the run (${busy}% of a core used by other processes): expect noisy numbers`)
@@ -1274,17 +1457,21 @@ async function main (): Promise<void> {
   const real = opts.only.has('get-record') || opts.only.has('get-raw') || opts.only.has('put-mem') ||
     opts.only.has('put-disk') || opts.only.has('mixed') || opts.only.has('flood') || opts.only.has('put-cas')
   const listing = !opts.bareOnly && opts.only.has('list')
+  const redisEngine = opts.only.has('get-redis') || opts.only.has('put-redis')
+  const redisPart = redisEngine || opts.only.has('redis-ceiling')
   if (opts.only.has('bare-http')) await runBare(opts, tmp, 'bare-http', rows)
-  // Bare Fastify stays up through the real server's workloads (the listing's too), to be measured beside each one.
-  const pairWith = opts.only.has('bare-fastify') ? await runBare(opts, tmp, 'bare-fastify', rows, !opts.bareOnly && (real || listing) && opts.pair) : null
+  // Bare Fastify stays up through the real server's workloads (the listing's and the Redis engine's too), to be measured beside each one.
+  const pairWith = opts.only.has('bare-fastify') ? await runBare(opts, tmp, 'bare-fastify', rows, !opts.bareOnly && (real || listing || redisEngine) && opts.pair) : null
 
   let serverInfo: Record<string, unknown> | null = null
   let million: MillionResult | null = null
   let list: ListResult | null = null
   let expire: ExpireResult[] = []
+  let redis: RedisPart | null = null
   if (!opts.bareOnly) {
     try {
       if (real) serverInfo = await runReal(opts, tmp, rows, floods, pairWith)
+      if (redisPart) redis = await runRedis(opts, tmp, rows, pairWith)
       if (opts.million) {
         const m = await runMillion(opts, tmp, listing ? { pair: pairWith, rows } : null)
         million = m.million
@@ -1300,9 +1487,12 @@ async function main (): Promise<void> {
 
   // Ratios to bare Fastify at the same connection count: the paired run beside the row when
   // there is one, else the bare run at the start.
+  // The ceiling rows are redis-benchmark's, not HTTP: a ratio to bare Fastify would mean nothing.
   for (const r of rows) {
+    if (r.id === 'redis-ceiling-get' || r.id === 'redis-ceiling-set') continue
     const bare = r.pairedBare?.okPerSec ?? rows.find((b) => b.id === 'bare-fastify' && b.connections === r.connections)?.stats.okPerSec
     r.ratio = bare === undefined || bare === 0 ? null : rowRate(r) / bare
+    if (r.pairedCeiling !== undefined) r.ceilingRatio = r.pairedCeiling.okPerSec === 0 ? null : rowRate(r) / r.pairedCeiling.okPerSec
   }
 
   // Control: bare node:http must be clearly faster than bare Fastify, or the load generator is the limit.
@@ -1349,6 +1539,9 @@ async function main (): Promise<void> {
     out.push('')
     out.push(renderTable(rows))
     out.push('cpu% = percent of one core used during the measured run by the server / the load generator (this process) / everything else')
+    if (redis !== null) {
+      out.push('  (redis rows: server = Simple KV + redis-server; redis-benchmark rows: server = redis-server, generator = redis-benchmark)')
+    }
   }
   out.push('')
   for (const c of controls) {
@@ -1358,6 +1551,20 @@ async function main (): Promise<void> {
         : c.ok
           ? `(ok, >= ${opts.controlMargin.toFixed(2)})`
           : `!!! below ${opts.controlMargin.toFixed(2)}: load generator may be the bottleneck, ratios unreliable !!!`))
+  }
+  if (redis !== null) {
+    const r = redis.redis
+    out.push('')
+    out.push(`Redis engine: redis-server ${r.version} on 127.0.0.1:${r.port}, appendonly ${r.appendonly}, appendfsync ${r.appendfsync}, save '${r.save}'` +
+      (rows.some((x) => x.pairedCeiling !== undefined)
+        ? '; each row against the bare Redis round trip measured right before it on the same redis-server ' +
+          `(redis-benchmark -c <conns> -d 100 -r ${opts.keys}, no pipelining):`
+        : ''))
+    for (const x of rows.filter((y) => y.pairedCeiling !== undefined)) {
+      const c = x.pairedCeiling!
+      out.push(`  ${x.label} @${x.connections}: ${fmtInt(x.stats.okPerSec)} req/s, p99 ${fmtMs(x.stats.latencyMs.p99)} ms = ` +
+        `${fmtRatio(x.ceilingRatio ?? null)} of ${c.label} ${fmtInt(c.okPerSec)} req/s, p99 ${fmtMs(c.p99Ms)} ms`)
+    }
   }
   if (million !== null) {
     out.push('')
@@ -1414,15 +1621,17 @@ async function main (): Promise<void> {
 
   // ---- JSON
   const report = {
-    schema: 2,
+    schema: 3,
     machine: { ...machine, pinned: serverCpus !== null },
-    options: { ...opts, only: [...opts.only], server: opts.bareOnly ? null : opts.server },
+    options: { ...opts, only: [...opts.only], named: [...opts.named], server: opts.bareOnly ? null : opts.server },
     wallSeconds: (Date.now() - t0) / 1000,
     workloads: rows.map((r) => ({
       id: r.id,
       label: r.label,
       reqPerSec: rowRate(r),
       ratioToBareFastify: r.ratio,
+      ...(r.pairedBare !== undefined ? { pairedBare: r.pairedBare } : {}),
+      ...(r.pairedCeiling !== undefined ? { pairedCeiling: r.pairedCeiling, ratioToRedisCeiling: r.ceilingRatio ?? null } : {}),
       expect: r.expect,
       cpuPercentOfOneCore: r.cpu ?? null,
       ...(r.id === 'put-cas' ? { share412: share412(r) } : {}),
@@ -1434,6 +1643,7 @@ async function main (): Promise<void> {
     million,
     list,
     expire,
+    redis,
     targets,
     warnings,
     processes: spawnHistory()

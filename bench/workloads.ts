@@ -18,7 +18,10 @@ export const WORKLOAD_IDS = [
   'flood',
   'put-cas',
   'list',
-  'expire'
+  'expire',
+  'get-redis',
+  'put-redis',
+  'redis-ceiling'
 ] as const
 export type WorkloadId = (typeof WORKLOAD_IDS)[number]
 
@@ -33,8 +36,17 @@ export const WORKLOAD_LABELS: Record<WorkloadId, string> = {
   flood: 'wrong-key flood beside good GETs',
   'put-cas': 'PUT If-Match (CAS loop), on-disk',
   list: 'list page of 100 keys',
-  expire: 'GET record through a mass expiry'
+  expire: 'GET record through a mass expiry',
+  'get-redis': 'GET record (redis)',
+  'put-redis': 'PUT (redis, appendfsync always)',
+  'redis-ceiling': 'bare Redis round trip (redis-benchmark)'
 }
+
+/** The rows of the redis-ceiling part: one redis-benchmark test each. */
+export const CEILING_LABELS = {
+  get: 'bare Redis GET (redis-benchmark)',
+  set: 'bare Redis SET, appendfsync always (redis-benchmark)'
+} as const
 
 export const storePath = (project: string, key: string) =>
   `/api/v1/projects/${encodeURIComponent(project)}/store/${encodeURIComponent(key)}`

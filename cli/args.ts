@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
 import { isValidProjectId, PROJECT_ID_RULE } from '../lib/config.js'
+import { REDIS_KEY_PREFIX_PATTERN } from '../schemas/config.js'
 import { UsageError } from './errors.js'
 
 export const USAGE = `Usage:
@@ -7,6 +8,17 @@ export const USAGE = `Usage:
   simple-kv init [--config <file>]       write a default config and print its new keys
   simple-kv keys regenerate <project>    give a project a new key (server stopped)
   simple-kv keys regenerate --system     give the system scope a new key (server stopped)
+  simple-kv migrate --to redis|local     copy projects, keys and records between the local
+                                         folder and Redis (server on the folder stopped)
+
+Migrate options:
+      --to <engine>            redis: the config's projects and store files into Redis;
+                               local: the projects in Redis into the folder and config
+      --redis-url <url>        Redis to use (default: $SIMPLE_KV_REDIS_URL, else the
+                               config's system.storage.redis.url)
+      --key-prefix <prefix>    key prefix in Redis (default: the config's, else skv)
+      --project <id>           copy only this project (repeatable; default: all)
+      --overwrite              replace projects that exist on the target side
 
 Options:
   -c, --config <file>          config file (default: $SIMPLE_KV_CONFIG, else ./config.json)
@@ -40,8 +52,20 @@ export interface ServeCommand {
 
 export type KeyTarget = { scope: 'system' } | { scope: 'project', id: string }
 
+export interface MigrateCommand {
+  name: 'migrate'
+  to: 'redis' | 'local'
+  config?: string
+  redisUrl?: string
+  keyPrefix?: string
+  /** Empty: every project of the source. */
+  projects: string[]
+  overwrite: boolean
+}
+
 export type Command =
   | ServeCommand
+  | MigrateCommand
   | { name: 'init', config?: string }
   | { name: 'keys-regenerate', config?: string, target: KeyTarget }
   | { name: 'help' }
@@ -55,17 +79,25 @@ const OPTIONS = {
   'log-format': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
   system: { type: 'boolean' },
+  to: { type: 'string' },
+  'redis-url': { type: 'string' },
+  'key-prefix': { type: 'string' },
+  project: { type: 'string' },
+  overwrite: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' }
 } as const
 
 type OptionName = keyof typeof OPTIONS
 
-const ALLOWED: Record<'serve' | 'init' | 'keys', ReadonlySet<OptionName>> = {
+const ALLOWED: Record<'serve' | 'init' | 'keys' | 'migrate', ReadonlySet<OptionName>> = {
   serve: new Set(['config', 'host', 'port', 'log-level', 'log-format', 'shutdown-timeout', 'help', 'version']),
   init: new Set(['config', 'help', 'version']),
-  keys: new Set(['config', 'system', 'help', 'version'])
+  keys: new Set(['config', 'system', 'help', 'version']),
+  migrate: new Set(['config', 'to', 'redis-url', 'key-prefix', 'project', 'overwrite', 'help', 'version'])
 }
+
+export const MIGRATE_TARGETS = ['redis', 'local'] as const
 
 function isOptionName (name: string): name is OptionName {
   return Object.hasOwn(OPTIONS, name)
@@ -100,6 +132,7 @@ export function parseCommandLine (args: readonly string[]): Command {
   const positionals: string[] = []
   const values: Partial<Record<OptionName, string | true>> = {}
   const seen: Array<{ name: OptionName, raw: string }> = []
+  const projects: string[] = []
   for (const token of tokens) {
     if (token.kind === 'positional') {
       positionals.push(token.value)
@@ -114,6 +147,8 @@ export function parseCommandLine (args: readonly string[]): Command {
         if (token.value === undefined || token.value === '' || (token.inlineValue === false && token.value.startsWith('-'))) {
           throw new UsageError(`option ${token.rawName} needs a value`)
         }
+        // --project may be given several times; any other option keeps its last value.
+        if (token.name === 'project') projects.push(token.value)
         values[token.name] = token.value
       }
       seen.push({ name: token.name, raw: token.rawName })
@@ -121,9 +156,9 @@ export function parseCommandLine (args: readonly string[]): Command {
   }
 
   const word = positionals[0]
-  let command: 'serve' | 'init' | 'keys' | 'help'
+  let command: 'serve' | 'init' | 'keys' | 'migrate' | 'help'
   if (word === undefined || word === 'serve') command = 'serve'
-  else if (word === 'init' || word === 'keys' || word === 'help') command = word
+  else if (word === 'init' || word === 'keys' || word === 'migrate' || word === 'help') command = word
   else throw new UsageError(`unknown command '${word}'`)
 
   if (command === 'help' || values.help === true) return { name: 'help' }
@@ -154,6 +189,8 @@ export function parseCommandLine (args: readonly string[]): Command {
     return config === undefined ? { name: 'init' } : { name: 'init', config }
   }
 
+  if (command === 'migrate') return migrateCommand(positionals, values, projects, config)
+
   const sub = positionals[1]
   if (sub === undefined) throw new UsageError("missing subcommand: use 'keys regenerate <project>' or 'keys regenerate --system'")
   if (sub !== 'regenerate') throw new UsageError(`unknown subcommand 'keys ${sub}'`)
@@ -169,6 +206,33 @@ export function parseCommandLine (args: readonly string[]): Command {
     target = { scope: 'project', id }
   }
   return config === undefined ? { name: 'keys-regenerate', target } : { name: 'keys-regenerate', config, target }
+}
+
+function migrateCommand (positionals: string[], values: Partial<Record<OptionName, string | true>>, projects: string[], config: string | undefined): MigrateCommand {
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`)
+  if (values.to === undefined) throw new UsageError('missing --to: use \'migrate --to redis\' or \'migrate --to local\'')
+  const cmd: MigrateCommand = {
+    name: 'migrate',
+    to: oneOf('--to', values.to as string, MIGRATE_TARGETS),
+    projects: [],
+    overwrite: values.overwrite === true
+  }
+  for (const id of projects) {
+    if (!isValidProjectId(id)) throw new UsageError(`invalid project id '${id}': ${PROJECT_ID_RULE}`)
+    if (!cmd.projects.includes(id)) cmd.projects.push(id)
+  }
+  const url = values['redis-url'] as string | undefined
+  if (url !== undefined) {
+    if (!/^rediss?:\/\//.test(url)) throw new UsageError('invalid --redis-url: expected redis://[user:password@]host[:port][/db] or rediss://…')
+    cmd.redisUrl = url
+  }
+  const prefix = values['key-prefix'] as string | undefined
+  if (prefix !== undefined) {
+    if (!new RegExp(REDIS_KEY_PREFIX_PATTERN).test(prefix)) throw new UsageError(`invalid --key-prefix '${prefix}': 1 to 64 letters, digits, '_', '.' or '-'`)
+    cmd.keyPrefix = prefix
+  }
+  if (config !== undefined) cmd.config = config
+  return cmd
 }
 
 /** 'auto' means pretty on a terminal, JSON lines everywhere else (files, pipes, log collectors). */

@@ -37,6 +37,9 @@ export async function run (args: readonly string[], io: Io, startServing?: Serve
         return await init(cmd, io)
       case 'keys-regenerate':
         return await keysRegenerate(cmd, io)
+      case 'migrate':
+        // Loaded for migrate alone, like serve: it brings the Redis client.
+        return await (await import('./commands/migrate.js')).migrate(cmd, io)
       case 'serve': {
         // Loaded for serve alone: the other commands need no web server and start faster without it.
         const serve = startServing ?? (await import('./commands/serve.js')).serve

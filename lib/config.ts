@@ -130,11 +130,14 @@ export interface RedisSettings {
   cluster: boolean
   keyPrefix: string
   commandTimeoutMs: number
+  connectTimeoutMs: number
 }
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379/0'
 export const DEFAULT_REDIS_KEY_PREFIX = 'skv'
 export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 5000
+/** Below Fastify's default plugin timeout (10 s), so an embedding host gets this error rather than a timeout. */
+export const DEFAULT_REDIS_CONNECT_TIMEOUT_MS = 5000
 
 export interface EffectiveSettings {
   host: string
@@ -186,7 +189,8 @@ function redisSettings (c: KvConfig, env: NodeJS.ProcessEnv): RedisSettings {
     url: fromEnv !== undefined && fromEnv !== '' ? fromEnv : r?.url ?? DEFAULT_REDIS_URL,
     cluster: r?.cluster ?? false,
     keyPrefix: r?.key_prefix ?? DEFAULT_REDIS_KEY_PREFIX,
-    commandTimeoutMs: r?.command_timeout_ms ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS
+    commandTimeoutMs: r?.command_timeout_ms ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
+    connectTimeoutMs: r?.connect_timeout_ms ?? DEFAULT_REDIS_CONNECT_TIMEOUT_MS
   }
 }
 

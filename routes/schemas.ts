@@ -96,8 +96,8 @@ const errorText: Record<number, string> = {
   428: 'The project requires If-Match or If-None-Match on this write.',
   429: 'Too many failed authentications from this address: retry after Retry-After seconds.',
   500: 'Internal server error.',
-  503: 'Too many key verifications are waiting: retry after Retry-After seconds.',
-  507: 'The change could not be written to disk; nothing was changed.'
+  503: 'Too many key verifications are waiting, or the storage server (Redis) is unreachable: retry after Retry-After seconds.',
+  507: 'The change could not be stored (a full or failing disk, or Redis at maxmemory); nothing was changed.'
 }
 
 export const RetryAfterHeader: ResponseHeaders = {

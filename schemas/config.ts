@@ -52,7 +52,8 @@ export const RedisConfigSchema = Type.Object({
   url: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis://[user:password@]host:port[/db] or rediss:// for TLS (default redis://127.0.0.1:6379/0). The environment variable SIMPLE_KV_REDIS_URL overrides it; put credentials there rather than in this file.' })),
   cluster: Type.Optional(Type.Boolean({ description: 'The URL names one node of a Redis Cluster (default false).' })),
   key_prefix: Type.Optional(Type.String({ pattern: REDIS_KEY_PREFIX_PATTERN, description: 'Every Redis key Simple KV writes starts with this and a colon, so one Redis can hold several datasets (default skv).' })),
-  command_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'A command without an answer after this long fails with 503 (default 5000).' }))
+  command_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, description: 'A command without an answer after this long fails with 503 (default 5000).' })),
+  connect_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 60000, description: 'How long start-up waits for Redis to answer before it gives up with an error (default 5000). Once started, the server reconnects by itself for as long as it runs.' }))
 }, { additionalProperties: false, description: 'The Redis engine (storage.engine redis).' })
 
 export const SystemConfigSchema = Type.Object({

@@ -24,19 +24,20 @@ export interface EngineUnderTest {
 }
 
 /** The engines of the suite: the local engine on disk and in memory, Redis, and Redis Cluster where asked for. */
-export const ENGINES: readonly EngineKind[] = ['disk', 'memory', 'redis']
+export const ENGINES: readonly EngineKind[] = ['disk', 'memory', 'redis', 'cluster']
 
 /** An engine to run one test on; Redis gets a key prefix of its own, so tests sharing a server never meet. */
 export async function engineUnderTest (kind: EngineKind): Promise<EngineUnderTest> {
   const onDisk = kind !== 'memory'
-  let redis: { url: string, cluster: boolean, cli: (...args: string[]) => Promise<string> } | null = null
+  let redis: { url: string, cluster: boolean, cli: (...args: string[]) => Promise<string>, keysOf: (pattern: string, slotKey: string) => Promise<string> } | null = null
   if (kind === 'redis') {
     const server = await sharedRedis()
-    redis = { url: server.url, cluster: false, cli: async (...args) => await server.cli(...args) }
+    redis = { url: server.url, cluster: false, cli: async (...args) => await server.cli(...args), keysOf: async pattern => await server.cli('KEYS', pattern) }
   }
   if (kind === 'cluster') {
     const cluster = await sharedRedisCluster()
-    redis = { url: cluster.url, cluster: true, cli: async (...args) => await cluster.cli(...args) }
+    // KEYS looks at one node only: ask the one that owns the project's slot.
+    redis = { url: cluster.url, cluster: true, cli: async (...args) => await cluster.cli(...args), keysOf: async (pattern, slotKey) => await (await cluster.nodeForKey(slotKey)).cli('KEYS', pattern) }
   }
   const prefix = uniquePrefix()
   return {
@@ -60,7 +61,7 @@ export async function engineUnderTest (kind: EngineKind): Promise<EngineUnderTes
         const folder = join(dir, 'storage_data')
         return existsSync(folder) ? readdirSync(folder).filter(f => f.startsWith(`${id}_`)) : []
       }
-      const keys = await redis.cli('KEYS', `${prefix}:{${id}}:*`)
+      const keys = await redis.keysOf(`${prefix}:{${id}}:*`, `{${id}}`)
       return keys === '' ? [] : keys.split('\n')
     }
   }

@@ -68,7 +68,7 @@ export class RedisConnection {
   }
 
   /** Connect, waiting up to `connectTimeoutMs` for Redis to answer. */
-  static async open (settings: RedisSettings, connectTimeoutMs = 10_000): Promise<RedisConnection> {
+  static async open (settings: RedisSettings, connectTimeoutMs = settings.connectTimeoutMs): Promise<RedisConnection> {
     let from: ReturnType<typeof urlOptions>
     try {
       from = urlOptions(settings.url)

@@ -1,0 +1,205 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { ConfigStore, type KvConfig } from '../lib/config.js'
+import { bearer, build, proj, sys, testConfig } from './support/app.js'
+import { sharedRedis, sharedRedisCluster, startRedis, uniquePrefix } from './support/redis.js'
+
+const json = { 'content-type': 'application/json' }
+const store = '/api/v1/projects/p1/store'
+
+/** The test config on the Redis at `url` under `prefix`. */
+function redisConfig (url: string, prefix: string, more: (c: KvConfig) => void = () => {}): KvConfig {
+  return testConfig(c => {
+    c.system!.storage = { engine: 'redis', redis: { url, key_prefix: prefix } }
+    more(c)
+  })
+}
+
+t.test('durability is read from Redis and reported in System.storage', async t => {
+  for (const [opts, expected] of [[{ appendfsync: 'always' }, 'always'], [{ appendfsync: 'everysec' }, 'everysec'], [{ appendonly: false }, 'none']] as const) {
+    const redis = await startRedis({ ...opts, t })
+    const log: string[] = []
+    const { app } = await build(t, { config: redisConfig(redis.url, uniquePrefix()), log })
+    const status = (await app.inject({ method: 'GET', url: '/status', headers: sys })).json()
+    t.same(status.System.storage, { engine: 'redis', durability: expected }, JSON.stringify(opts))
+    if (expected === 'none') t.ok(log.some(l => l.includes('appendonly no')), 'appendonly off is a warning in the log')
+    await app.close()
+  }
+})
+
+t.test('a Redis that may evict keys is refused at start, naming the policy; volatile policies are fine', async t => {
+  const lru = await startRedis({ maxmemoryPolicy: 'allkeys-lru', t })
+  await t.rejects(build(t, { config: redisConfig(lru.url, uniquePrefix()) }), /maxmemory-policy allkeys-lru/)
+  const volatile = await startRedis({ maxmemoryPolicy: 'volatile-lru', t })
+  const { app } = await build(t, { config: redisConfig(volatile.url, uniquePrefix()) })
+  t.equal((await app.inject({ method: 'PUT', url: `${store}/k`, headers: proj, payload: 'v' })).statusCode, 200, 'Simple KV sets no Redis TTL, so volatile-* never evicts its keys')
+})
+
+t.test('SIMPLE_KV_REDIS_URL overrides the file; credentials never reach the log or the status', async t => {
+  const config = ConfigStore.fromObject(redisConfig('redis://127.0.0.1:1/0', 'p'), t.testdir())
+  const before = process.env.SIMPLE_KV_REDIS_URL
+  t.teardown(() => { if (before === undefined) delete process.env.SIMPLE_KV_REDIS_URL; else process.env.SIMPLE_KV_REDIS_URL = before })
+  const secret = 's3cret-pass-word'
+  const redis = await startRedis({ requirePass: secret, t })
+  process.env.SIMPLE_KV_REDIS_URL = redis.url
+  t.equal(ConfigStore.fromObject(redisConfig('redis://127.0.0.1:1/0', 'p'), t.testdir()).settings.redis.url, redis.url)
+  t.equal(config.settings.redis.url, redis.url, 'read when the settings are derived')
+  const log: string[] = []
+  let summary = ''
+  const { app } = await build(t, { config: redisConfig('redis://127.0.0.1:1/0', uniquePrefix()), log, app: { onRegistry: r => { summary = r.storage.summary } } })
+  t.equal((await app.inject({ method: 'PUT', url: `${store}/k`, headers: proj, payload: 'v' })).statusCode, 200, 'connected with the password from the environment')
+  t.notMatch(summary, secret)
+  t.match(summary, /\*\*\*/, 'the password is masked')
+  t.notOk(log.some(l => l.includes(secret)), 'no log line holds the password')
+})
+
+t.test('an unreachable Redis at start fails with a clear message', async t => {
+  const redis = await startRedis({ t })
+  const url = redis.url
+  await redis.stop()
+  await t.rejects(build(t, { config: redisConfig(url, uniquePrefix(), c => { c.system!.storage!.redis!.connect_timeout_ms = 500 }) }), /Cannot reach Redis at redis:\/\/127\.0\.0\.1/)
+})
+
+t.test('config.json seeds Redis once; later its projects are ignored with a warning', async t => {
+  const redis = await sharedRedis()
+  const prefix = uniquePrefix()
+  const first = await build(t, { config: redisConfig(redis.url, prefix) })
+  t.equal((await first.app.inject({ method: 'PUT', url: `${store}/k`, headers: proj, payload: 'seeded' })).statusCode, 200)
+  const log: string[] = []
+  const second = await build(t, {
+    log,
+    config: redisConfig(redis.url, prefix, c => { c.projects!.push({ id: 'late', authentication: { enabled: false } }) })
+  })
+  t.ok(log.some(l => l.includes('is ignored')), 'the list in config.json is ignored, with a warning')
+  t.equal((await second.app.inject({ method: 'GET', url: '/api/v1/projects/late/store' })).statusCode, 404, 'a project only in the file is not created')
+  t.equal((await second.app.inject({ method: 'GET', url: `${store}/k/value`, headers: proj })).body, 'seeded', 'both instances see one dataset')
+  const deleted = await first.app.inject({ method: 'DELETE', url: '/api/v1/projects/p1', headers: sys })
+  t.equal(deleted.statusCode, 200)
+  const third = await build(t, { config: redisConfig(redis.url, prefix) })
+  t.equal((await third.app.inject({ method: 'GET', url: `${store}/k`, headers: proj })).statusCode, 404, 'an old config never brings a deleted project back')
+})
+
+t.test('two instances on one Redis: creation, regeneration, settings and deletion are in force at the next request', async t => {
+  const redis = await sharedRedis()
+  const prefix = uniquePrefix()
+  const a = (await build(t, { config: redisConfig(redis.url, prefix) })).app
+  const b = (await build(t, { config: redisConfig(redis.url, prefix) })).app
+  const created = await a.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...json }, payload: { id: 'shared' } })
+  t.equal(created.statusCode, 201)
+  const key = created.json().data.new_api_key as string
+  const put = await b.inject({ method: 'PUT', url: '/api/v1/projects/shared/store/k', headers: bearer(key), payload: 'from b' })
+  t.equal(put.statusCode, 200, 'created on A, written on B')
+  t.equal((await b.inject({ method: 'GET', url: '/api/v1/projects/shared/store/k/value', headers: bearer(key) })).body, 'from b', 'B verified and cached the key')
+  const read = await a.inject({ method: 'GET', url: '/api/v1/projects/shared/store/k', headers: bearer(key) })
+  t.equal(read.headers.etag, put.headers.etag, 'the same record, the same ETag')
+  const regenerated = await a.inject({ method: 'POST', url: '/api/v1/projects/shared/config/regenerate-api-key', headers: sys })
+  t.equal(regenerated.statusCode, 200)
+  t.equal((await b.inject({ method: 'GET', url: '/api/v1/projects/shared/store/k', headers: bearer(key) })).statusCode, 401, 'the old key is refused on B at once, though B had it cached')
+  const fresh = regenerated.json().data.new_api_key as string
+  t.equal((await b.inject({ method: 'GET', url: '/api/v1/projects/shared/store/k', headers: bearer(fresh) })).statusCode, 200)
+  // Two settings changed at the same moment on two instances: both are kept (compare-and-swap of the entry).
+  const [x, y] = await Promise.all([
+    a.inject({ method: 'PUT', url: '/api/v1/projects/shared', headers: { ...bearer(fresh), ...json }, payload: { security: { keys_and_values_discoverable: false } } }),
+    b.inject({ method: 'PUT', url: '/api/v1/projects/shared', headers: { ...bearer(fresh), ...json }, payload: { security: { require_conditional_writes: true } } })
+  ])
+  t.same([x.statusCode, y.statusCode], [200, 200])
+  const details = (await b.inject({ method: 'GET', url: '/api/v1/projects/shared', headers: bearer(fresh) })).json().data
+  t.same(details.security, { keys_and_values_discoverable: false, require_conditional_writes: true }, 'neither change was lost')
+  t.equal((await a.inject({ method: 'PUT', url: '/api/v1/projects/shared/store/k', headers: bearer(fresh), payload: 'x' })).statusCode, 428, 'B\'s setting is in force on A')
+  t.equal((await a.inject({ method: 'DELETE', url: '/api/v1/projects/shared', headers: sys })).statusCode, 200)
+  t.equal((await b.inject({ method: 'GET', url: '/api/v1/projects/shared', headers: bearer(fresh) })).statusCode, 404, 'deleted on A, gone on B')
+  const listed = (await b.inject({ method: 'GET', url: '/api/v1/projects', headers: sys })).json()
+  t.same(Object.keys(listed.data), ['p1'])
+  t.equal(listed.System.number_of_projects, 1)
+})
+
+t.test('two instances create the same project at once: one 201, one 400, one store', async t => {
+  const redis = await sharedRedis()
+  const prefix = uniquePrefix()
+  const a = (await build(t, { config: redisConfig(redis.url, prefix) })).app
+  const b = (await build(t, { config: redisConfig(redis.url, prefix) })).app
+  const answers = await Promise.all([a, b].map(async app => await app.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...json }, payload: { id: 'race' } })))
+  t.same(answers.map(r => r.statusCode).sort(), [201, 400])
+  const key = answers.find(r => r.statusCode === 201)?.json().data.new_api_key as string
+  for (const app of [a, b]) t.equal((await app.inject({ method: 'PUT', url: '/api/v1/projects/race/store/k', headers: bearer(key), payload: 'v' })).statusCode, 200)
+  const metas = await redis.cli('KEYS', `${prefix}:{race}:*:m`)
+  t.equal(metas.split('\n').length, 1, 'the loser removed the store it had made')
+})
+
+t.test('Redis away: 503 in the envelope with Retry-After, nothing half-written; back: served again by itself', async t => {
+  const redis = await startRedis({ t })
+  const { app } = await build(t, { config: redisConfig(redis.url, uniquePrefix()) })
+  t.equal((await app.inject({ method: 'PUT', url: `${store}/before`, headers: proj, payload: '1' })).statusCode, 200)
+  await redis.stop()
+  for (const [method, url, payload] of [['GET', `${store}/before`, undefined], ['PUT', `${store}/during`, '2'], ['GET', '/api/v1/projects/p1/keys', undefined]] as const) {
+    const res = await app.inject({ method, url, headers: proj, payload })
+    t.equal(res.statusCode, 503, `${method} ${url}`)
+    t.equal(res.json().status_code, 503)
+    t.match(res.json().message, /Redis at redis:\/\/127\.0\.0\.1:\d+\/? is unavailable/)
+    t.equal(res.headers['retry-after'], '1')
+  }
+  t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200, 'the process stays up')
+  await redis.restart()
+  let status = 0
+  for (let i = 0; i < 600 && status !== 200; i++) {
+    status = (await app.inject({ method: 'GET', url: `${store}/before/value`, headers: proj })).statusCode
+    if (status !== 200) await sleep(100)
+  }
+  t.equal(status, 200, 'recovered without a restart of Simple KV')
+  t.equal((await app.inject({ method: 'GET', url: `${store}/during`, headers: proj })).statusCode, 404, 'the refused write left nothing')
+  t.equal((await app.inject({ method: 'PUT', url: `${store}/after`, headers: proj, payload: '3' })).statusCode, 200)
+})
+
+t.test('a full Redis (maxmemory, noeviction) refuses writes with 507 and keeps serving reads', async t => {
+  const redis = await startRedis({ maxmemory: '3mb', maxmemoryPolicy: 'noeviction', t })
+  const { app } = await build(t, { config: redisConfig(redis.url, uniquePrefix()) })
+  t.equal((await app.inject({ method: 'PUT', url: `${store}/first`, headers: proj, payload: 'kept' })).statusCode, 200)
+  const big = 'x'.repeat(200_000)
+  let status = 200
+  for (let i = 0; i < 100 && status === 200; i++) status = (await app.inject({ method: 'PUT', url: `${store}/big${i}`, headers: proj, payload: big })).statusCode
+  t.equal(status, 507, 'a write past maxmemory is 507')
+  t.equal((await app.inject({ method: 'GET', url: `${store}/first/value`, headers: proj })).body, 'kept')
+})
+
+t.test('values are opaque to the scripts; keys with BYLEX and header characters list in order', async t => {
+  const redis = await sharedRedis()
+  const { app } = await build(t, { config: redisConfig(redis.url, uniquePrefix()) })
+  const value = { empty: [], obj: {}, big: 1e300, tiny: 5e-324, neg: -0.5, text: 'line\nbreak|pipe\u0000nul', nested: [[[]]], unicode: '\u{10000}é' }
+  t.equal((await app.inject({ method: 'PUT', url: `${store}/v`, headers: { ...proj, ...json }, payload: JSON.stringify(value) })).statusCode, 200)
+  t.same((await app.inject({ method: 'GET', url: `${store}/v`, headers: proj })).json().data.value, value, '[] stays [], numbers keep their value')
+  const keys = ['(a', '+', '-', '[b', 'a|b', 'a\nb', '\u{10000}', '\uffff']
+  for (const key of keys) t.equal((await app.inject({ method: 'PUT', url: `${store}/${encodeURIComponent(key)}`, headers: proj, payload: key })).statusCode, 200, JSON.stringify(key))
+  const all = (await app.inject({ method: 'GET', url: '/api/v1/projects/p1/keys?limit=1000', headers: proj })).json().data.items.map((i: { key: string }) => i.key)
+  t.same(all, [...keys, 'v'].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))), 'UTF-8 byte order')
+  for (const prefix of ['[', '(', '+', '-', 'a']) {
+    const page = (await app.inject({ method: 'GET', url: `/api/v1/projects/p1/keys?prefix=${encodeURIComponent(prefix)}`, headers: proj })).json().data
+    t.same(page.items.map((i: { key: string }) => i.key), all.filter((k: string) => k.startsWith(prefix)), `prefix ${prefix}`)
+  }
+})
+
+t.test('Redis Cluster: a project\'s slot moved to another master is followed (MOVED) with no error and no data lost', async t => {
+  const cluster = await sharedRedisCluster()
+  const prefix = uniquePrefix()
+  const { app } = await build(t, { config: redisConfig(cluster.url, prefix, c => { c.system!.storage!.redis!.cluster = true }) })
+  for (let i = 0; i < 20; i++) t.equal((await app.inject({ method: 'PUT', url: `${store}/k${i}`, headers: proj, payload: `v${i}` })).statusCode, 200)
+  const slot = await cluster.cli('CLUSTER', 'KEYSLOT', '{p1}')
+  const from = await cluster.nodeForKey('{p1}')
+  const to = cluster.nodes.find(n => n.port !== from.port) as typeof from
+  const fromId = await from.cli('CLUSTER', 'MYID')
+  const toId = await to.cli('CLUSTER', 'MYID')
+  // The documented way to move one slot: importing, migrating, MIGRATE every key, then the new owner everywhere.
+  await to.cli('CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId)
+  await from.cli('CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId)
+  for (;;) {
+    const keys = (await from.cli('CLUSTER', 'GETKEYSINSLOT', slot, '100')).split('\n').filter(k => k !== '')
+    if (keys.length === 0) break
+    await from.cli('MIGRATE', '127.0.0.1', String(to.port), '', '0', '5000', 'KEYS', ...keys)
+  }
+  for (const node of cluster.nodes) await node.cli('CLUSTER', 'SETSLOT', slot, 'NODE', toId)
+  t.equal((await cluster.nodeForKey('{p1}')).port, to.port, 'the slot has a new owner')
+  const all = await app.inject({ method: 'GET', url: store, headers: proj })
+  t.equal(all.statusCode, 200, 'the client followed MOVED')
+  t.equal(Object.keys(all.json().data).length, 20, 'every key came along')
+  t.equal((await app.inject({ method: 'PUT', url: `${store}/after`, headers: proj, payload: 'moved' })).statusCode, 200)
+  t.equal((await app.inject({ method: 'GET', url: `${store}/after/value`, headers: proj })).body, 'moved')
+})
