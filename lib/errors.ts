@@ -112,6 +112,18 @@ export class StorageUnreachableError extends KvError {
   }
 }
 
+/**
+ * The project's settings or key changed (on this or another instance) since
+ * the request was checked against them; the store did nothing. The request is
+ * checked again against the project as it is now and run again; should this
+ * reach a client, it is a 503 to retry.
+ */
+export class StaleProjectError extends KvError {
+  constructor (projectId: string) {
+    super('unreachable', `Project '${projectId}' changed while the request was checked; retry`, { retryAfterSeconds: 1 })
+  }
+}
+
 export function projectNotFound (id: string): NotFoundError {
   return new NotFoundError(`Project with id '${id}' not found`)
 }

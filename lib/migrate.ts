@@ -226,7 +226,11 @@ export async function migrateToRedis (opts: MigrationOptions): Promise<Migration
     const target = storeKeys(prefix, id, epoch)
     // Staging keys left by an interrupted migration hold nothing anyone reads.
     await unlinkStore(redis, staging)
-    await redis.catalog('skvCreateStore', staging.meta, [epoch, copy.revision.rev])
+    const before = existing.get(id)
+    // The entry's version counts on from the one it replaces, and the store carries it from the start:
+    // instances that hold the old entry find their requests refused and read the new one.
+    const version = (before?.entry.v ?? 0) + 1
+    await redis.catalog('skvCreateStore', staging.meta, [epoch, copy.revision.rev, version])
     const store = new RedisEngine(redis, id, epoch, staging, NO_LIMITS)
     try {
       for (let i = 0; i < copy.entries.length; i += LOAD_BATCH) await store.load(copy.revision.rev, copy.entries.slice(i, i + LOAD_BATCH))
@@ -238,8 +242,7 @@ export async function migrateToRedis (opts: MigrationOptions): Promise<Migration
       await store.close()
     }
     const rev = Number(await redis.call(async () => await redis.client.eval(SWAP_IN, 8, ...scriptKeys(staging), ...scriptKeys(target))))
-    const before = existing.get(id)
-    const entry: CatalogEntry = { config: project, epoch, created: before?.entry.created ?? Date.now() }
+    const entry: CatalogEntry = { config: project, epoch, created: before?.entry.created ?? Date.now(), v: version }
     const replaced = await publish(redis, catalog, id, before?.raw ?? null, JSON.stringify(entry), overwrite)
     if (replaced === false) {
       await unlinkStore(redis, target)

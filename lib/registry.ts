@@ -115,11 +115,17 @@ export interface Registry {
    * in force at the next request here).
    */
   resolve: (id: string) => Project | undefined | Promise<Project | undefined>
+  /**
+   * The project as the storage holds it now, after a store refused a request
+   * with StaleProjectError (the project changed since the request was checked).
+   */
+  reload: (id: string) => Promise<Project | undefined>
   /** The projects this instance has open (every project, for the local registry). */
   projects: () => Iterable<Project>
   /** Every project's settings, keyed by id, without ids or secrets. */
   listProjects: () => Promise<Record<string, ProjectSettings>>
-  projectDetails: (id: string) => Promise<ProjectSettings>
+  /** `seen`: the project the request was checked against; StaleProjectError when it changed since. */
+  projectDetails: (id: string, seen?: Project) => Promise<ProjectSettings>
   /** Create a project from a request body; returns its new key, or null when its authentication is off. */
   createProject: (body: unknown) => Promise<string | null>
   /** Remove a project, its settings and its data. */
@@ -127,7 +133,7 @@ export interface Registry {
   /** Give a project a new key; the old one stops working at once. */
   regenerateKey: (id: string) => Promise<string>
   /** Merge settings into a project. */
-  updateProject: (id: string, body: unknown) => Promise<void>
+  updateProject: (id: string, body: unknown, seen?: Project) => Promise<void>
   close: () => Promise<void>
 }
 
@@ -264,6 +270,11 @@ export class LocalRegistry implements Registry {
   }
 
   resolve (id: string): Project | undefined {
+    return this.#projects.get(id)
+  }
+
+  /** Every request reads the live settings here, so nothing is ever stale. */
+  async reload (id: string): Promise<Project | undefined> {
     return this.#projects.get(id)
   }
 

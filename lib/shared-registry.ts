@@ -1,9 +1,9 @@
 import type { ProjectConfig } from '../schemas/config.js'
 import type { ProjectSettings } from '../schemas/project.js'
 import { effectiveProject, mergeAuthentication, type ConfigStore, type EffectiveProject, type EffectiveSettings } from './config.js'
-import { projectNotFound, StorageError } from './errors.js'
+import { projectNotFound, StaleProjectError, StorageError } from './errors.js'
 import { RedisConnection, redactUrl, type RedisDurability } from './engines/redis/connection.js'
-import { RedisEngine } from './engines/redis/engine.js'
+import { ExpiryReclaimer, RedisEngine, type StoreState } from './engines/redis/engine.js'
 import { catalogKey, scriptKeys, seededKey, storeKeys } from './engines/redis/layout.js'
 import { newEpoch } from './engines/revision.js'
 import type { StoreLimits } from './engines/types.js'
@@ -20,6 +20,13 @@ export interface CatalogEntry {
   epoch: string
   /** When it was created (epoch ms): the order projects are listed in. */
   created: number
+  /**
+   * Counts the entry's changes (absent: 0). The store keeps a copy (`cfg` in
+   * its meta hash), raised after each change, so a script can refuse a request
+   * checked against an older version: a changed key or setting is in force at
+   * the next request on every instance, at the cost of no extra round trip.
+   */
+  v?: number
 }
 
 /** How often an instance reads the whole catalog, to count projects and look after the expiry of every store. */
@@ -31,7 +38,7 @@ function parseEntry (raw: string): CatalogEntry {
   return JSON.parse(raw) as CatalogEntry
 }
 
-/** One project, as of one version of its catalog entry. */
+/** One project, as of one version of its catalog entry; its store refuses requests once the entry changed. */
 class SharedProject implements Project {
   readonly id: string
   readonly settings: EffectiveProject
@@ -54,14 +61,17 @@ function limitsOf (settings: Readonly<EffectiveSettings>): StoreLimits {
 
 /**
  * The registry of the Redis engine: projects, their settings and key hashes
- * live in Redis, shared by every instance. A request reads its project's
- * catalog entry from Redis (one HGET) before anything else, so a project
- * created, changed, deleted or given a new key on another instance is in
- * force here at the next request; the key check of the entry seen is kept
- * (with its cache of the verified key) only while that entry is unchanged.
- * Changes are compare-and-swaps of one entry, so two instances changing the
- * same project never lose one another's change. The system key stays in this
- * instance's config.json.
+ * live in Redis, shared by every instance. An instance checks a request
+ * against the project's entry as it last read it (with its cache of the
+ * verified key), and the request's script refuses it ('stale') when the entry
+ * changed since: the instance then reads the entry again, checks the request
+ * again (a key regenerated elsewhere is refused, a deleted project is gone)
+ * and runs it again. So a change made on any instance is in force at the next
+ * request everywhere, and a request costs one round trip to Redis. A project
+ * this instance has not seen yet is read from the catalog first. Changes are
+ * compare-and-swaps of one entry, so two instances changing the same project
+ * never lose one another's change. The system key stays in this instance's
+ * config.json.
  */
 export class SharedRegistry implements Registry {
   readonly config: ConfigStore
@@ -73,6 +83,8 @@ export class SharedRegistry implements Registry {
   readonly #prefix: string
   /** The entry last seen for each project (raw, as stored) and the project made from it. */
   readonly #known = new Map<string, { raw: string, project: SharedProject }>()
+  /** Per project, its store as this instance looks after it (its epoch, usage and expiry). */
+  readonly #stores = new Map<string, { epoch: string, state: StoreState, reclaimer: ExpiryReclaimer }>()
   #refresh: NodeJS.Timeout | null = null
   #closed = false
 
@@ -105,7 +117,10 @@ export class SharedRegistry implements Registry {
         warnings.push(`config.json lists ${configured.length} project(s) (${configured.map(p => p.id).join(', ')}); with the Redis engine projects live in Redis, which holds its own list since it was first seeded, so the list in config.json is ignored`)
       }
       await registry.#refreshAll()
-      await Promise.all([...registry.#known.values()].map(async ({ project }) => await project.store.revision()))
+      await Promise.all([...registry.#known.values()].map(async ({ project }) => {
+        await registry.#raiseCfg(project.entry)
+        await project.store.revision()
+      }))
       registry.#scheduleRefresh()
       return { registry, generated, warnings }
     } catch (err) {
@@ -126,9 +141,21 @@ export class SharedRegistry implements Registry {
     return this.#known.size
   }
 
-  async resolve (id: string): Promise<Project | undefined> {
+  /** The project as last seen (its store refuses requests once it changed), or read from Redis. */
+  resolve (id: string): Project | undefined | Promise<Project | undefined> {
+    return this.#known.get(id)?.project ?? this.reload(id)
+  }
+
+  /**
+   * The project as Redis holds it now. Also raises the store's copy of the
+   * entry's version, in case the instance that changed the entry stopped
+   * before it did.
+   */
+  async reload (id: string): Promise<Project | undefined> {
     const raw = await this.#redis.call(async () => await this.#redis.client.hget(this.#catalog, id))
-    return this.#adopt(id, raw)
+    const project = this.#adopt(id, raw)
+    if (project !== undefined) await this.#raiseCfg(project.entry)
+    return project
   }
 
   projects (): Iterable<Project> {
@@ -140,8 +167,10 @@ export class SharedRegistry implements Registry {
     return Object.fromEntries(all.map(p => [p.id, publicSettings(p.entry.config, false)]))
   }
 
-  async projectDetails (id: string): Promise<ProjectSettings> {
-    const project = await this.resolve(id) as SharedProject | undefined
+  async projectDetails (id: string, seen?: Project): Promise<ProjectSettings> {
+    const raw = await this.#redis.call(async () => await this.#redis.client.hget(this.#catalog, id))
+    const project = this.#adopt(id, raw)
+    if (seen !== undefined && project !== seen) throw new StaleProjectError(id)
     if (project === undefined) throw projectNotFound(id)
     return publicSettings(project.entry.config, true)
   }
@@ -156,7 +185,7 @@ export class SharedRegistry implements Registry {
       key = fresh.key
       Object.assign(project.authentication, fresh.fields)
     }
-    const entry: CatalogEntry = { config: project, epoch: newEpoch(), created: Date.now() }
+    const entry: CatalogEntry = { config: project, epoch: newEpoch(), created: Date.now(), v: 1 }
     if (!await this.#create(entry)) throw projectExists(id)
     return key
   }
@@ -178,35 +207,40 @@ export class SharedRegistry implements Registry {
     return key
   }
 
-  async updateProject (id: string, body: unknown): Promise<void> {
+  async updateProject (id: string, body: unknown, seen?: Project): Promise<void> {
     const patch = updateFromBody(body)
-    await this.#change(id, entry => ({ ...entry, config: applyUpdate(entry.config, patch) }))
+    await this.#change(id, entry => ({ ...entry, config: applyUpdate(entry.config, patch) }), seen)
   }
 
   async close (): Promise<void> {
     this.#closed = true
     if (this.#refresh !== null) clearTimeout(this.#refresh)
-    await Promise.all([...this.#known.values()].map(async k => { await k.project.store.close() }))
+    for (const { reclaimer } of this.#stores.values()) reclaimer.stop()
+    this.#stores.clear()
     this.#known.clear()
     await this.#redis.close()
   }
 
   /**
    * Compare-and-swap one catalog entry: `next` gets the current entry and
-   * returns its replacement (null removes it). Returns the entry it replaced.
+   * returns its replacement (null removes it), whose version then counts one
+   * more and is raised in the store. Returns the entry it replaced. With
+   * `seen`: StaleProjectError unless the entry is still the one the request
+   * was checked against.
    */
-  async #change (id: string, next: (entry: CatalogEntry) => CatalogEntry | null | Promise<CatalogEntry | null>): Promise<CatalogEntry> {
+  async #change (id: string, next: (entry: CatalogEntry) => CatalogEntry | null | Promise<CatalogEntry | null>, seen?: Project): Promise<CatalogEntry> {
     for (let attempt = 0; attempt < SWAP_ATTEMPTS; attempt++) {
       const raw = await this.#redis.call(async () => await this.#redis.client.hget(this.#catalog, id))
-      if (raw === null) {
-        this.#adopt(id, null)
-        throw projectNotFound(id)
-      }
+      const current = this.#adopt(id, raw)
+      if (seen !== undefined && current !== seen) throw new StaleProjectError(id)
+      if (raw === null) throw projectNotFound(id)
       const entry = parseEntry(raw)
       const replacement = await next(entry)
+      if (replacement !== null) replacement.v = (entry.v ?? 0) + 1
       const text = replacement === null ? '' : JSON.stringify(replacement)
       if (await this.#redis.catalog('skvCatalogSwap', this.#catalog, [id, raw, text]) === 1) {
         this.#adopt(id, replacement === null ? null : text)
+        if (replacement !== null) await this.#raiseCfg(replacement)
         return entry
       }
     }
@@ -216,7 +250,7 @@ export class SharedRegistry implements Registry {
   /** Make the project's store, then claim its id in the catalog; false (and the store removed) when the id was taken. */
   async #create (entry: CatalogEntry): Promise<boolean> {
     const keys = storeKeys(this.#prefix, entry.config.id, entry.epoch)
-    await this.#redis.catalog('skvCreateStore', keys.meta, [entry.epoch, 0])
+    await this.#redis.catalog('skvCreateStore', keys.meta, [entry.epoch, 0, entry.v ?? 0])
     const text = JSON.stringify(entry)
     if (await this.#redis.catalog('skvCatalogSwap', this.#catalog, [entry.config.id, '', text]) !== 1) {
       await this.#redis.call(async () => await this.#redis.client.unlink(...scriptKeys(keys)))
@@ -235,7 +269,7 @@ export class SharedRegistry implements Registry {
       config.authentication = { ...config.authentication, ...fields }
       generated.push({ scope: 'project', id: config.id, key })
     }
-    return await this.#create({ config, epoch: newEpoch(), created: Date.now() }) ? generated : []
+    return await this.#create({ config, epoch: newEpoch(), created: Date.now(), v: 1 }) ? generated : []
   }
 
   /** The system scope is this instance's own: its key lives in config.json, as with the local engine. */
@@ -248,30 +282,40 @@ export class SharedRegistry implements Registry {
     return [{ scope: 'system', id: 'system', key }]
   }
 
+  /** The store's copy of the entry's version, raised to it (never lowered). */
+  async #raiseCfg (entry: CatalogEntry): Promise<void> {
+    await this.#redis.catalog('skvRaiseCfg', storeKeys(this.#prefix, entry.config.id, entry.epoch).meta, [entry.v ?? 0])
+  }
+
   /** The project for the entry `raw` just read (null: there is none), reusing what is unchanged. */
   #adopt (id: string, raw: string | null): SharedProject | undefined {
     const known = this.#known.get(id)
     if (raw === null) {
-      if (known !== undefined) {
-        this.#known.delete(id)
-        void known.project.store.close()
-      }
+      this.#known.delete(id)
+      this.#forgetStore(id)
       return undefined
     }
     if (known !== undefined && known.raw === raw) return known.project
     const entry = parseEntry(raw)
     const sameAuth = known !== undefined && JSON.stringify(known.project.entry.config.authentication) === JSON.stringify(entry.config.authentication)
     const auth = sameAuth ? known.project.auth : new ScopeAuth(entry.config.authentication)
-    let store: RedisEngine
-    if (known !== undefined && known.project.store.epoch === entry.epoch) {
-      store = known.project.store
-    } else {
-      if (known !== undefined) void known.project.store.close()
-      store = new RedisEngine(this.#redis, id, entry.epoch, storeKeys(this.#prefix, id, entry.epoch), limitsOf(this.config.settings))
+    const keys = storeKeys(this.#prefix, id, entry.epoch)
+    let store = this.#stores.get(id)
+    if (store?.epoch !== entry.epoch) {
+      this.#forgetStore(id)
+      const state: StoreState = { usage: { keys: 0, valueBytes: 0, bytesOnDisk: 0 } }
+      store = { epoch: entry.epoch, state, reclaimer: new ExpiryReclaimer(this.#redis, keys, state) }
+      this.#stores.set(id, store)
     }
-    const project = new SharedProject(entry, auth, store)
+    const engine = new RedisEngine(this.#redis, id, entry.epoch, keys, limitsOf(this.config.settings), { guard: String(entry.v ?? 0), state: store.state })
+    const project = new SharedProject(entry, auth, engine)
     this.#known.set(id, { raw, project })
     return project
+  }
+
+  #forgetStore (id: string): void {
+    this.#stores.get(id)?.reclaimer.stop()
+    this.#stores.delete(id)
   }
 
   /** Read the whole catalog: every project, in the order they were created. */

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import { projectNotFound } from '../lib/errors.js'
+import { projectNotFound, StaleProjectError } from '../lib/errors.js'
 import { presentedKey, type ScopeAuth } from '../lib/keys.js'
 import { FailureLimiter } from '../lib/ratelimit.js'
 import type { Project } from '../lib/registry.js'
@@ -11,6 +11,8 @@ declare module 'fastify' {
     requireSystemKey: onRequestHookHandler
     /** onRequest hook: the project in `params.id` exists and the key is its own, or 404/401. */
     requireProjectKey: onRequestHookHandler
+    /** The request's project read again from the storage and the request admitted again (withProject). */
+    kvRecheck: (request: FastifyRequest) => Promise<Project>
   }
   interface FastifyRequest {
     /** Set once the system key check passed: the response then carries the System object. */
@@ -27,6 +29,23 @@ export function projectOf (request: FastifyRequest): Project {
   const project = request.kvProject
   if (project === null) throw new Error(`route ${request.routeOptions.url ?? request.url} runs without the requireProjectKey hook`)
   return project
+}
+
+/**
+ * Run `fn` with the request's project. When the store refuses because the
+ * project changed since the request was admitted (a new key, new settings,
+ * deleted: on this instance or another one sharing Redis), the request is
+ * admitted again against the project as it is now (401, 404 as the hook would
+ * answer) and `fn` runs once more with it. `fn` must decide everything from
+ * the project it gets (settings included), since it may run twice.
+ */
+export async function withProject<T> (request: FastifyRequest, fn: (project: Project) => Promise<T>): Promise<T> {
+  try {
+    return await fn(projectOf(request))
+  } catch (err) {
+    if (!(err instanceof StaleProjectError)) throw err
+  }
+  return await fn(await request.server.kvRecheck(request))
 }
 
 /**
@@ -97,19 +116,30 @@ export default fp(async (fastify) => {
     })
   })
 
+  fastify.decorate('kvRecheck', async function (request: FastifyRequest): Promise<Project> {
+    const { id } = request.params as { id: string }
+    const project = await fastify.kv.reload(id)
+    request.kvProject = null
+    await new Promise<void>((resolve, reject) => {
+      admit(project, id, request, err => { if (err === undefined || err === null) resolve(); else reject(err) })
+    })
+    return projectOf(request)
+  })
+
   fastify.decorate('requireProjectKey', function (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     keyed(reply)
     const { id } = request.params as { id: string }
     const found = fastify.kv.resolve(id)
     // The local registry answers at once; the shared one asks Redis (so a change made elsewhere is in force now).
     if (found instanceof Promise) {
-      found.then(project => { withProject(project, id, request, done) }, (err: unknown) => { done(err as Error) })
+      found.then(project => { admit(project, id, request, done) }, (err: unknown) => { done(err as Error) })
       return
     }
-    withProject(found, id, request, done)
+    admit(found, id, request, done)
   })
 
-  function withProject (project: Project | undefined, id: string, request: FastifyRequest, done: HookHandlerDoneFunction): void {
+  /** Admit the request to `project` (or answer 404/401 as a wrong key would), with the failure limit. */
+  function admit (project: Project | undefined, id: string, request: FastifyRequest, done: HookHandlerDoneFunction): void {
     if (project === undefined) {
       if (fastify.kv.projectDiscoverable) {
         done(projectNotFound(id))

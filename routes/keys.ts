@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { ListingEnvelopeSchema } from '../schemas/listing.js'
 import { ForbiddenError } from '../lib/errors.js'
 import { etagOf } from '../lib/record.js'
-import { projectOf } from '../plugins/auth.js'
+import { projectOf, withProject } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
 import { BadRequestError } from './conditional.js'
 import { ProjectIdParams, operations, response } from './schemas.js'
@@ -56,7 +56,6 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       200: response(ListingEnvelopeSchema, 'One page.', { Link: Type.String({ description: '<…&cursor=…>; rel="next", sent while more pages follow.' }) })
     }, [403])
   }, async (request, reply) => {
-    const { settings, store } = projectOf(request)
     const { prefix = '', limit = DEFAULT_LIMIT, values = false } = request.query
     // The validator's coercion truncates 1.5 or 0x2 into an integer; the raw text must be digits.
     const rawLimit = new URL(request.url, 'http://localhost').searchParams.get('limit')
@@ -70,7 +69,10 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       after = cursor.k
       started = { epoch: cursor.e, rev: cursor.r }
     }
-    const page = await store.list({ prefix, after, limit, values })
+    const page = await withProject(request, async ({ settings, store }) => {
+      if (!settings.security.keys_and_values_discoverable) throw new ForbiddenError('Listing the keys of this project is disabled')
+      return await store.list({ prefix, after, limit, values })
+    })
     if (started !== undefined && started.epoch !== page.revision.epoch) {
       throw new BadRequestError('The cursor belongs to an earlier history of this project (its store was replaced); start the listing again')
     }
@@ -93,7 +95,7 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       url.searchParams.set('cursor', next)
       reply.header('link', `<${url.pathname}${url.search}>; rel="next"`)
     }
-    return respond(request, reply, 200, `Keys of project '${settings.id}'`, { items, next_cursor: next, rev })
+    return respond(request, reply, 200, `Keys of project '${request.params.id}'`, { items, next_cursor: next, rev })
   })
 }
 

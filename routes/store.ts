@@ -6,11 +6,12 @@ import { TtlChangeSchema, type JsonValue, type KvRecord } from '../schemas/recor
 import { ref } from '../schemas/envelope.js'
 import { PreconditionFailedEnvelopeSchema, RecordEnvelopeSchema, StoreEnvelopeSchema } from '../schemas/responses.js'
 import { preconditionsHold } from '../lib/engines/preconditions.js'
-import type { ExpiryChange } from '../lib/engines/types.js'
+import type { ExpiryChange, Preconditions } from '../lib/engines/types.js'
+import type { EffectiveProject } from '../lib/config.js'
 import { ForbiddenError, LimitExceededError, NotFoundError, PreconditionFailedError, PreconditionRequiredError } from '../lib/errors.js'
 import { etagOf } from '../lib/record.js'
 import { exceedsJsonDepth, jsonDepthMessage } from '../lib/json-depth.js'
-import { projectOf } from '../plugins/auth.js'
+import { withProject } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
 import { BadRequestError, expiryOf, hasPreconditions, notModified, preconditionsOf, sendETag } from './conditional.js'
 import {
@@ -36,16 +37,20 @@ async function checkWriteConditions (request: FastifyRequest, expiry: boolean): 
   const { key } = request.params as { key: string }
   const pre = preconditionsOf(request)
   if (expiry) expiryOf(request.query as Record<string, unknown>)
-  const { settings, store } = projectOf(request)
-  if (!hasPreconditions(pre)) {
-    if (settings.security.require_conditional_writes) {
-      throw new PreconditionRequiredError(`Project '${settings.id}' requires If-Match or If-None-Match on every write of a key`)
-    }
-    return
+  await withProject(request, async ({ settings, store }) => {
+    requireConditional(settings, pre)
+    if (!hasPreconditions(pre)) return
+    const current = await store.get(key)
+    const etag = current === undefined ? null : etagOf(current)
+    if (!preconditionsHold(pre, etag)) throw new PreconditionFailedError(key, etag)
+  })
+}
+
+/** 428 when the project requires a precondition on writes and the request has none. */
+function requireConditional (settings: EffectiveProject, pre: Preconditions): void {
+  if (!hasPreconditions(pre) && settings.security.require_conditional_writes) {
+    throw new PreconditionRequiredError(`Project '${settings.id}' requires If-Match or If-None-Match on every write of a key`)
   }
-  const current = await store.get(key)
-  const etag = current === undefined ? null : etagOf(current)
-  if (!preconditionsHold(pre, etag)) throw new PreconditionFailedError(key, etag)
 }
 
 const op = operations('store', 'project')
@@ -57,7 +62,7 @@ const op = operations('store', 'project')
 async function readForGet (request: FastifyRequest, reply: FastifyReply): Promise<KvRecord | null> {
   const { id, key } = request.params as { id: string, key: string }
   const { ifNoneMatch } = preconditionsOf(request)
-  const record = await projectOf(request).store.get(key)
+  const record = await withProject(request, async ({ store }) => await store.get(key))
   if (record === undefined) throw keyNotFound(key, id)
   sendETag(reply, record)
   return notModified(ifNoneMatch, record) ? null : record
@@ -98,9 +103,11 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('', {
     schema: op('GET', 'listStore', 'List the whole store', 'Every key with its record. 403 unless the project\'s keys_and_values_discoverable is on.', { params: ProjectIdParams }, { 200: response(StoreEnvelopeSchema, 'Records keyed by key.') }, [403])
   }, async (request, reply) => {
-    const { settings, store } = projectOf(request)
-    if (!settings.security.keys_and_values_discoverable) throw new ForbiddenError('Retrieving all keys and values is disabled for this project')
-    return respond(request, reply, 200, '', Object.fromEntries(await store.entries()))
+    const entries = await withProject(request, async ({ settings, store }) => {
+      if (!settings.security.keys_and_values_discoverable) throw new ForbiddenError('Retrieving all keys and values is disabled for this project')
+      return await store.entries()
+    })
+    return respond(request, reply, 200, '', Object.fromEntries(entries))
   })
 
   fastify.put('/:key', {
@@ -129,7 +136,11 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     if (request.body === undefined || (request.headers['content-type'] === undefined && typeof request.body !== 'string')) {
       throw httpErrors.badRequest(EMPTY_BODY)
     }
-    const record = await projectOf(request).store.set(key, request.body as JsonValue, { ...preconditionsOf(request), expiry: expiryOf(request.query) })
+    const pre = preconditionsOf(request)
+    const record = await withProject(request, async ({ settings, store }) => {
+      requireConditional(settings, pre)
+      return await store.set(key, request.body as JsonValue, { ...pre, expiry: expiryOf(request.query) })
+    })
     sendETag(reply, record)
     return respond(request, reply, 200, `Key '${key}' set successfully in project '${id}' store`)
   })
@@ -154,7 +165,11 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       if (change === undefined) throw new BadRequestError('Give one of ttl, expires_at or persist')
       expiry = change
     }
-    const record = await projectOf(request).store.setExpiry(key, expiry, preconditionsOf(request))
+    const pre = preconditionsOf(request)
+    const record = await withProject(request, async ({ settings, store }) => {
+      requireConditional(settings, pre)
+      return await store.setExpiry(key, expiry, pre)
+    })
     sendETag(reply, record)
     return respond(request, reply, 200, `Expiry of key '${key}' updated in project '${id}' store`, record)
   })
@@ -201,7 +216,12 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }, [428, 507])
   }, async (request, reply) => {
     const { id, key } = request.params
-    if (!await projectOf(request).store.delete(key, preconditionsOf(request))) throw keyNotFound(key, id)
+    const pre = preconditionsOf(request)
+    const deleted = await withProject(request, async ({ settings, store }) => {
+      requireConditional(settings, pre)
+      return await store.delete(key, pre)
+    })
+    if (!deleted) throw keyNotFound(key, id)
     return respond(request, reply, 200, `Key '${key}' deleted successfully from project '${id}' store`)
   })
 
@@ -209,7 +229,7 @@ const storeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: op('DELETE', 'clearStore', 'Clear the store', 'Deletes every key of the project.', { params: ProjectIdParams }, { 200: response(OkEnvelopeSchema, 'Cleared.') }, [507])
   }, async (request, reply) => {
     const { id } = request.params
-    await projectOf(request).store.clear()
+    await withProject(request, async ({ store }) => { await store.clear() })
     return respond(request, reply, 200, `All key-value pairs deleted successfully from project '${id}' store`)
   })
 }

@@ -4,7 +4,7 @@ import type { JsonValue } from '../schemas/record.js'
 import { TxnEnvelopeSchema, TxnFailedEnvelopeSchema, TxnRequestSchema } from '../schemas/txn.js'
 import type { TxnCheck, TxnOp } from '../lib/engines/types.js'
 import { PreconditionRequiredError } from '../lib/errors.js'
-import { projectOf } from '../plugins/auth.js'
+import { withProject } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
 import { BadRequestError, expiryOf } from './conditional.js'
 import { ProjectIdParams, namedBodyValidator, operations, projectBodyParsers, response } from './schemas.js'
@@ -24,7 +24,6 @@ const txnRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       409: response(TxnFailedEnvelopeSchema, 'Some checks failed; nothing was applied.')
     }, [428, 507])
   }, async (request, reply) => {
-    const { settings, store } = projectOf(request)
     const checks = (request.body.checks ?? []) as TxnCheck[]
     const body = request.body.ops
     if (body.length > maxTxnOps) throw new BadRequestError(`A transaction holds at most ${maxTxnOps} ops`)
@@ -43,13 +42,15 @@ const txnRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         throw new BadRequestError(`ops[${i}]: ${(err as Error).message}`)
       }
     })
-    if (settings.security.require_conditional_writes) {
-      const checked = new Set(checks.map(c => c.key))
-      const unchecked = [...written].find(key => !checked.has(key))
-      if (unchecked !== undefined) throw new PreconditionRequiredError(`Project '${settings.id}' requires a check on every key a transaction writes; '${unchecked}' has none`)
-    }
-    const outcome = await store.txn(checks, ops)
-    return respond(request, reply, 200, `Transaction applied to project '${settings.id}'`, outcome)
+    const outcome = await withProject(request, async ({ settings, store }) => {
+      if (settings.security.require_conditional_writes) {
+        const checked = new Set(checks.map(c => c.key))
+        const unchecked = [...written].find(key => !checked.has(key))
+        if (unchecked !== undefined) throw new PreconditionRequiredError(`Project '${settings.id}' requires a check on every key a transaction writes; '${unchecked}' has none`)
+      }
+      return await store.txn(checks, ops)
+    })
+    return respond(request, reply, 200, `Transaction applied to project '${request.params.id}'`, outcome)
   })
 }
 

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { ConfigStore, type KvConfig } from '../lib/config.js'
-import { bearer, build, proj, sys, testConfig } from './support/app.js'
+import { bearer, build, proj, PROJECT_KEY, sys, testConfig } from './support/app.js'
 import { sharedRedis, sharedRedisCluster, startRedis, uniquePrefix } from './support/redis.js'
 
 const json = { 'content-type': 'application/json' }
@@ -202,4 +202,34 @@ t.test('Redis Cluster: a project\'s slot moved to another master is followed (MO
   t.equal(Object.keys(all.json().data).length, 20, 'every key came along')
   t.equal((await app.inject({ method: 'PUT', url: `${store}/after`, headers: proj, payload: 'moved' })).statusCode, 200)
   t.equal((await app.inject({ method: 'GET', url: `${store}/after/value`, headers: proj })).body, 'moved')
+})
+
+t.test('one round trip a request: a change made on another instance is caught by the store\'s guard and the request checked again', async t => {
+  const redis = await sharedRedis()
+  const prefix = uniquePrefix()
+  const a = (await build(t, { config: redisConfig(redis.url, prefix) })).app
+  const b = (await build(t, { config: redisConfig(redis.url, prefix, c => { c.system!.security = { project_discoverable: false } }) })).app
+  const get = async (app: typeof a, key: string, url = `${store}/k`): Promise<number> => (await app.inject({ method: 'GET', url, headers: bearer(key) })).statusCode
+  t.equal((await b.inject({ method: 'PUT', url: `${store}/k`, headers: proj, payload: 'v' })).statusCode, 200, 'B has p1 and its key cached')
+  // A new key on A: B's cached check is stale; its next request is checked against the new entry.
+  const fresh = (await a.inject({ method: 'POST', url: '/api/v1/projects/p1/config/regenerate-api-key', headers: sys })).json().data.new_api_key as string
+  t.equal(await get(b, PROJECT_KEY), 401, 'the old key: refused on B')
+  t.equal(await get(b, fresh), 200, 'the new key: served on B')
+  // Settings changed on A are in force on B, even in checks made before the store is asked.
+  t.equal((await a.inject({ method: 'PUT', url: '/api/v1/projects/p1', headers: { ...bearer(fresh), ...json }, payload: { security: { keys_and_values_discoverable: false, require_conditional_writes: true } } })).statusCode, 200)
+  t.equal(await get(b, fresh, store), 403, 'R8 on B: listing off')
+  t.equal(await get(b, fresh, '/api/v1/projects/p1/keys'), 403, 'listing on B: off')
+  t.equal((await b.inject({ method: 'PUT', url: `${store}/k`, headers: bearer(fresh), payload: 'w' })).statusCode, 428, 'a write without a precondition on B: 428')
+  t.equal((await b.inject({ method: 'DELETE', url: `${store}/k`, headers: bearer(fresh) })).statusCode, 428)
+  t.same((await b.inject({ method: 'GET', url: '/api/v1/projects/p1', headers: bearer(fresh) })).json().data.security, { keys_and_values_discoverable: false, require_conditional_writes: true })
+  // Deleted on A: B (projects not discoverable there) answers as for a wrong key, A 404.
+  t.equal((await a.inject({ method: 'DELETE', url: '/api/v1/projects/p1', headers: sys })).statusCode, 200)
+  t.equal(await get(b, fresh), 401, 'B: deleted, and not discoverable: 401')
+  t.equal(await get(a, fresh), 404, 'A: 404')
+  // Created again on A under the same id: B's old store is gone, the new project's key works on B.
+  const again = (await a.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...json }, payload: { id: 'p1' } })).json().data.new_api_key as string
+  t.equal(await get(b, fresh), 401, 'the key of the deleted project: refused')
+  t.equal(await get(b, again), 404, 'the new project is empty')
+  t.equal((await b.inject({ method: 'PUT', url: `${store}/k`, headers: bearer(again), payload: 'new life' })).statusCode, 200)
+  t.equal((await a.inject({ method: 'GET', url: `${store}/k/value`, headers: bearer(again) })).body, 'new life')
 })

@@ -64,6 +64,7 @@ export class RedisConnection {
     for (const name of Object.keys(STORE_SCRIPTS) as StoreScript[]) client.defineCommand(name, { numberOfKeys: 4, lua: storeScript(name) })
     client.defineCommand('skvCatalogSwap', { numberOfKeys: 1, lua: CATALOG_SCRIPTS.skvCatalogSwap })
     client.defineCommand('skvCreateStore', { numberOfKeys: 1, lua: CATALOG_SCRIPTS.skvCreateStore })
+    client.defineCommand('skvRaiseCfg', { numberOfKeys: 1, lua: CATALOG_SCRIPTS.skvRaiseCfg })
     this.#scripts = client as unknown as Record<string, ScriptCall>
   }
 

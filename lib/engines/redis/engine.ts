@@ -1,6 +1,6 @@
 import type { JsonType, JsonValue, KvRecord } from '../../../schemas/record.js'
 import {
-  InvalidInputError, LimitExceededError, NotFoundError, PreconditionFailedError, projectNotFound, TxnConflictError
+  InvalidInputError, LimitExceededError, NotFoundError, PreconditionFailedError, projectNotFound, StaleProjectError, TxnConflictError
 } from '../../errors.js'
 import { jsonType, sizeBytes } from '../../record.js'
 import { nonce } from '../revision.js'
@@ -52,10 +52,28 @@ function expiryArgs (expiry: ExpiryChange | undefined): [string, string] {
   return [expiry.kind, String(Math.round(expiry.ms))]
 }
 
+/** What the views of one store share: its last known usage, and who looks after its expiry. */
+export interface StoreState {
+  usage: StoreUsage
+  /** Told when a write set an expiry: reclaim at that time (the reclaimer may poll anyway). */
+  expiring?: () => void
+}
+
+export interface RedisEngineOptions {
+  /**
+   * The version of the project's catalog entry the requests through this view
+   * were checked against: a script refuses ('stale') once the project changed.
+   * '' (the default): unchecked (migrations, tests).
+   */
+  guard?: string
+  state?: StoreState
+}
+
 /**
- * One project's store in Redis. Every operation is one script on the
- * project's keys (layout.ts), so it is atomic across every instance sharing
- * the Redis; nothing is cached here but the last usage figures.
+ * One project's store in Redis, as seen through one version of the project's
+ * settings. Every operation is one script on the project's keys (layout.ts),
+ * so it is atomic across every instance sharing the Redis; nothing is cached
+ * here but the last usage figures.
  */
 export class RedisEngine implements KvEngine {
   readonly projectId: string
@@ -64,22 +82,22 @@ export class RedisEngine implements KvEngine {
   readonly #redis: RedisConnection
   readonly #keys: string[]
   readonly #limits: StoreLimits
-  #usage: StoreUsage = { keys: 0, valueBytes: 0, bytesOnDisk: 0 }
+  readonly #guard: string
+  readonly #state: StoreState
   #closed = false
-  #timer: NodeJS.Timeout | null = null
-  #reclaiming = false
 
-  constructor (redis: RedisConnection, projectId: string, epoch: string, keys: StoreKeys, limits: StoreLimits) {
+  constructor (redis: RedisConnection, projectId: string, epoch: string, keys: StoreKeys, limits: StoreLimits, options: RedisEngineOptions = {}) {
     this.#redis = redis
     this.projectId = projectId
     this.epoch = epoch
     this.#keys = scriptKeys(keys)
     this.#limits = limits
-    this.#schedule(0)
+    this.#guard = options.guard ?? ''
+    this.#state = options.state ?? { usage: { keys: 0, valueBytes: 0, bytesOnDisk: 0 } }
   }
 
   usage (): StoreUsage {
-    return this.#usage
+    return this.#state.usage
   }
 
   async get (key: string): Promise<KvRecord | undefined> {
@@ -98,7 +116,7 @@ export class RedisEngine implements KvEngine {
     this.#refused(key, reply)
     const record = parseEntry(reply[1] as string)
     record.value = value
-    if (record.expires_at !== null) this.#schedule(0)
+    if (record.expires_at !== null) this.#state.expiring?.()
     return record
   }
 
@@ -113,7 +131,7 @@ export class RedisEngine implements KvEngine {
     this.#refused(key, reply)
     if (reply[0] === 'missing') throw new NotFoundError(`Key '${key}' not found in project '${this.projectId}' store`)
     const record = parseEntry(reply[1] as string)
-    if (record.expires_at !== null) this.#schedule(0)
+    if (record.expires_at !== null) this.#state.expiring?.()
     return record
   }
 
@@ -163,13 +181,13 @@ export class RedisEngine implements KvEngine {
       const record = out === null ? null : parseEntry(out)
       return { key: op.key, etag: record === null ? null : `"${record.tag ?? ''}"`, record }
     })
-    if (expiring) this.#schedule(0)
+    if (expiring) this.#state.expiring?.()
     return { rev: Number(reply[1]), results }
   }
 
   async revision (): Promise<Revision> {
     const reply = await this.#run('skvRevision', [])
-    this.#usage = { keys: Number(reply[3]), valueBytes: Number(reply[4]), bytesOnDisk: 0 }
+    this.#state.usage = { keys: Number(reply[3]), valueBytes: Number(reply[4]), bytesOnDisk: 0 }
     return { epoch: reply[1] as string, rev: Number(reply[2]) }
   }
 
@@ -199,10 +217,9 @@ export class RedisEngine implements KvEngine {
   /** Every store in Redis is as durable as Redis is: nothing to switch. */
   async setPersistent (): Promise<void> {}
 
+  /** This view is unusable afterwards; the store stays in Redis. */
   async close (): Promise<void> {
     this.#closed = true
-    if (this.#timer !== null) clearTimeout(this.#timer)
-    this.#timer = null
   }
 
   /** The store's keys go at once (UNLINK frees them in the background); a write still in flight finds the store gone. */
@@ -224,8 +241,10 @@ export class RedisEngine implements KvEngine {
 
   async #run (name: StoreScript, args: ReadonlyArray<string | number>): Promise<unknown[]> {
     if (this.#closed) throw projectNotFound(this.projectId)
-    const reply = await this.#redis.store(name, this.#keys, args)
-    if (reply[0] === 'gone') throw projectNotFound(this.projectId)
+    const reply = await this.#redis.store(name, this.#keys, [...args, this.#guard])
+    // A request checked against a project that was deleted since is checked again: 404, or 401 where projects are not discoverable.
+    if (reply[0] === 'gone') throw this.#guard === '' ? projectNotFound(this.projectId) : new StaleProjectError(this.projectId)
+    if (reply[0] === 'stale') throw new StaleProjectError(this.projectId)
     return reply
   }
 
@@ -239,15 +258,39 @@ export class RedisEngine implements KvEngine {
         throw new LimitExceededError(`Project '${this.projectId}' would exceed its maximum of ${this.#limits.maxBytes} bytes of values`)
     }
   }
+}
 
-  /**
-   * Reclaim due keys: now and then (another instance may have set an expiry)
-   * and at the due time this instance knows of. Each round of at most
-   * RECLAIM_SLICE keys is one revision; rounds follow each other while due
-   * keys remain. Every instance may do this: a round finds only what is due.
-   */
+/**
+ * Looks after the expiry of one store: now and then (another instance may
+ * have set an expiry) and at the due time it last heard of, it reclaims due
+ * keys, RECLAIM_SLICE at most per round, each round one revision; rounds
+ * follow each other while due keys remain. Every instance may run one: a
+ * round finds only what is still due.
+ */
+export class ExpiryReclaimer {
+  readonly #redis: RedisConnection
+  readonly #keys: string[]
+  readonly #state: StoreState
+  #timer: NodeJS.Timeout | null = null
+  #running = false
+  #stopped = false
+
+  constructor (redis: RedisConnection, keys: StoreKeys, state: StoreState) {
+    this.#redis = redis
+    this.#keys = scriptKeys(keys)
+    this.#state = state
+    state.expiring = () => { this.#schedule(0) }
+    this.#schedule(0)
+  }
+
+  stop (): void {
+    this.#stopped = true
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+  }
+
   #schedule (inMs: number): void {
-    if (this.#closed || this.#reclaiming) return
+    if (this.#stopped || this.#running) return
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = setTimeout(() => { void this.#reclaim() }, Math.max(0, Math.min(inMs, RECLAIM_POLL_MS)))
     this.#timer.unref()
@@ -255,18 +298,21 @@ export class RedisEngine implements KvEngine {
 
   async #reclaim (): Promise<void> {
     this.#timer = null
-    this.#reclaiming = true
+    this.#running = true
     let next = RECLAIM_POLL_MS
     try {
-      const reply = await this.#run('skvReclaim', [RECLAIM_SLICE])
-      this.#usage = { keys: Number(reply[4]), valueBytes: Number(reply[5]), bytesOnDisk: 0 }
-      if (reply[2] === '1') next = 0
-      else if (reply[3] !== null) next = Number(reply[3]) - Number(reply[6]) + 1
-    } catch (err) {
-      // A deleted store stops; an unreachable Redis is tried again on the next poll.
-      if (err instanceof NotFoundError) this.#closed = true
+      const reply = await this.#redis.store('skvReclaim', this.#keys, [RECLAIM_SLICE, ''])
+      if (reply[0] === 'gone') {
+        this.#stopped = true
+      } else {
+        this.#state.usage = { keys: Number(reply[4]), valueBytes: Number(reply[5]), bytesOnDisk: 0 }
+        if (reply[2] === '1') next = 0
+        else if (reply[3] !== null) next = Number(reply[3]) - Number(reply[6]) + 1
+      }
+    } catch {
+      // An unreachable Redis: tried again on the next poll.
     } finally {
-      this.#reclaiming = false
+      this.#running = false
     }
     this.#schedule(next)
   }

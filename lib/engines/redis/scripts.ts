@@ -12,8 +12,11 @@
  * instance alike.
  *
  * Replies are arrays whose first item says what happened: 'ok', 'gone' (the
- * store was deleted), 'pre' (a precondition failed), 'missing', 'limit',
- * 'conflict' (transaction checks).
+ * store was deleted), 'stale' (the project's settings or key changed since the
+ * caller checked the request: nothing was done), 'pre' (a precondition
+ * failed), 'missing', 'limit', 'conflict' (transaction checks). Every store
+ * script takes one more argument after those listed: the guard ('' or the
+ * version of the project's catalog entry the request was checked against).
  */
 
 /** KEYS of every store script: the store's meta hash, its entries, its key index, its due times. */
@@ -119,6 +122,10 @@ local function remove(key, raw)
   if raw.size ~= 0 then redis.call('HINCRBY', M, 'bytes', -raw.size) end
 end
 if redis.call('EXISTS', M) == 0 then return { 'gone' } end
+-- The last argument: the version of the project's settings and key the caller checked the request
+-- against ('' for none). A project changed since (a new key, new settings) refuses the request.
+local guard = table.remove(ARGV)
+if guard ~= '' and (redis.call('HGET', M, 'cfg') or '0') ~= guard then return { 'stale' } end
 `
 
 /** Each script: its name (an ioredis command) and its body after the prelude. */
@@ -367,10 +374,20 @@ if now ~= ARGV[2] then return 0 end
 if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
 return 1
 `,
-  /** KEYS: a store's meta hash. ARGV: epoch, revision. Reply: 1 when made, 0 when it existed. */
+  /** KEYS: a store's meta hash. ARGV: epoch, revision, version of the catalog entry. Reply: 1 when made, 0 when it existed. */
   skvCreateStore: `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'rev', ARGV[2], 'keys', 0, 'bytes', 0)
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'rev', ARGV[2], 'keys', 0, 'bytes', 0, 'cfg', ARGV[3] or '0')
+return 1
+`,
+  /**
+   * KEYS: a store's meta hash. ARGV: the version of the project's catalog entry now. Raises the
+   * store's copy of it, never lowers it (two instances may report versions out of order).
+   * Reply: 1, or 0 when the store is gone.
+   */
+  skvRaiseCfg: `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'cfg') or '0') < tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'cfg', ARGV[1]) end
 return 1
 `
 } as const
