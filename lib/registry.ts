@@ -104,6 +104,12 @@ export interface Registry {
   readonly config: ConfigStore
   readonly startedAt: number
   readonly storage: StorageReport
+  /**
+   * Projects live outside this process (Redis) and may change under it: a
+   * project `resolve` answers at once is as this instance last saw it, and a
+   * refusal decided on it is confirmed with `reload` first.
+   */
+  readonly shared: boolean
   readonly systemAuth: ScopeAuth
   readonly projectDiscoverable: boolean
   /** Projects as last known (the shared registry counts them now and then). */
@@ -212,6 +218,7 @@ export function regenerateRefused (id: string): ConflictError {
 
 /** The registry of the local engine: projects in config.json, stores in this process. */
 export class LocalRegistry implements Registry {
+  readonly shared = false
   readonly config: ConfigStore
   readonly startedAt = Date.now()
   #systemAuth: ScopeAuth

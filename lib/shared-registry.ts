@@ -74,6 +74,7 @@ function limitsOf (settings: Readonly<EffectiveSettings>): StoreLimits {
  * config.json.
  */
 export class SharedRegistry implements Registry {
+  readonly shared = true
   readonly config: ConfigStore
   readonly startedAt = Date.now()
   readonly storage: StorageReport

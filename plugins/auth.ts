@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import { projectNotFound, StaleProjectError } from '../lib/errors.js'
+import { ForbiddenError, PreconditionRequiredError, projectNotFound, StaleProjectError } from '../lib/errors.js'
 import { presentedKey, type ScopeAuth } from '../lib/keys.js'
 import { FailureLimiter } from '../lib/ratelimit.js'
 import type { Project } from '../lib/registry.js'
@@ -40,10 +40,18 @@ export function projectOf (request: FastifyRequest): Project {
  * the project it gets (settings included), since it may run twice.
  */
 export async function withProject<T> (request: FastifyRequest, fn: (project: Project) => Promise<T>): Promise<T> {
+  const project = projectOf(request)
   try {
-    return await fn(projectOf(request))
+    return await fn(project)
   } catch (err) {
-    if (!(err instanceof StaleProjectError)) throw err
+    if (!(err instanceof StaleProjectError)) {
+      // A refusal decided on settings this instance may hold from before a change made elsewhere:
+      // confirmed against the project as Redis holds it before it is answered.
+      const bySettings = err instanceof ForbiddenError || err instanceof PreconditionRequiredError
+      if (!bySettings || !request.server.kv.shared) throw err
+      const { id } = request.params as { id: string }
+      if (await request.server.kv.reload(id) === project) throw err
+    }
   }
   return await fn(await request.server.kvRecheck(request))
 }
@@ -130,12 +138,24 @@ export default fp(async (fastify) => {
     keyed(reply)
     const { id } = request.params as { id: string }
     const found = fastify.kv.resolve(id)
-    // The local registry answers at once; the shared one asks Redis (so a change made elsewhere is in force now).
+    // Not seen here yet (shared registry): read from Redis first.
     if (found instanceof Promise) {
       found.then(project => { admit(project, id, request, done) }, (err: unknown) => { done(err as Error) })
       return
     }
-    admit(found, id, request, done)
+    if (found === undefined || !fastify.kv.shared) {
+      admit(found, id, request, done)
+      return
+    }
+    // As this instance last saw the project, the key is good: the request's script confirms that
+    // version is still current. Anything else (a wrong key, a key that needs a slow hash) may be a
+    // key changed elsewhere since: read the project again before answering.
+    if (found.auth.checkFast(presentedKey(request.headers)) === true) {
+      request.kvProject = found
+      done()
+      return
+    }
+    fastify.kv.reload(id).then(project => { admit(project, id, request, done) }, (err: unknown) => { done(err as Error) })
   })
 
   /** Admit the request to `project` (or answer 404/401 as a wrong key would), with the failure limit. */

@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { ListingEnvelopeSchema } from '../schemas/listing.js'
 import { ForbiddenError } from '../lib/errors.js'
 import { etagOf } from '../lib/record.js'
-import { projectOf, withProject } from '../plugins/auth.js'
+import { withProject } from '../plugins/auth.js'
 import { respond } from '../plugins/envelope.js'
 import { BadRequestError } from './conditional.js'
 import { ProjectIdParams, operations, response } from './schemas.js'
@@ -50,7 +50,9 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('', {
     // Access comes before the query is validated (contract section 0: 403 before 400).
     preValidation: async (request) => {
-      if (!projectOf(request).settings.security.keys_and_values_discoverable) throw new ForbiddenError('Listing the keys of this project is disabled')
+      await withProject(request, async ({ settings }) => {
+        if (!settings.security.keys_and_values_discoverable) throw new ForbiddenError('Listing the keys of this project is disabled')
+      })
     },
     schema: op('GET', 'listKeys', 'List keys in order', 'Keys in ascending order of their UTF-8 bytes, a page at a time. A key that exists during the whole walk appears exactly once. 403 unless keys_and_values_discoverable is on.', { params: ProjectIdParams, querystring: ListQuery }, {
       200: response(ListingEnvelopeSchema, 'One page.', { Link: Type.String({ description: '<…&cursor=…>; rel="next", sent while more pages follow.' }) })

@@ -215,20 +215,32 @@ t.test('one round trip a request: a change made on another instance is caught by
   const fresh = (await a.inject({ method: 'POST', url: '/api/v1/projects/p1/config/regenerate-api-key', headers: sys })).json().data.new_api_key as string
   t.equal(await get(b, PROJECT_KEY), 401, 'the old key: refused on B')
   t.equal(await get(b, fresh), 200, 'the new key: served on B')
+  // Another new key, sent to B before anything else: B's cached check says no, so B reads the project again.
+  const newer = (await a.inject({ method: 'POST', url: '/api/v1/projects/p1/config/regenerate-api-key', headers: sys })).json().data.new_api_key as string
+  t.equal(await get(b, newer), 200, 'a key B has never seen, right after A made it: served')
+  t.equal(await get(b, fresh), 401, 'and the one before it: refused')
+  t.equal((await a.inject({ method: 'POST', url: '/api/v1/projects/p1/config/regenerate-api-key', headers: sys })).statusCode, 200)
+  t.equal(await get(b, newer), 401)
+  const last = (await a.inject({ method: 'POST', url: '/api/v1/projects/p1/config/regenerate-api-key', headers: sys })).json().data.new_api_key as string
   // Settings changed on A are in force on B, even in checks made before the store is asked.
-  t.equal((await a.inject({ method: 'PUT', url: '/api/v1/projects/p1', headers: { ...bearer(fresh), ...json }, payload: { security: { keys_and_values_discoverable: false, require_conditional_writes: true } } })).statusCode, 200)
-  t.equal(await get(b, fresh, store), 403, 'R8 on B: listing off')
-  t.equal(await get(b, fresh, '/api/v1/projects/p1/keys'), 403, 'listing on B: off')
-  t.equal((await b.inject({ method: 'PUT', url: `${store}/k`, headers: bearer(fresh), payload: 'w' })).statusCode, 428, 'a write without a precondition on B: 428')
-  t.equal((await b.inject({ method: 'DELETE', url: `${store}/k`, headers: bearer(fresh) })).statusCode, 428)
-  t.same((await b.inject({ method: 'GET', url: '/api/v1/projects/p1', headers: bearer(fresh) })).json().data.security, { keys_and_values_discoverable: false, require_conditional_writes: true })
+  t.equal((await a.inject({ method: 'PUT', url: '/api/v1/projects/p1', headers: { ...bearer(last), ...json }, payload: { security: { keys_and_values_discoverable: false, require_conditional_writes: true } } })).statusCode, 200)
+  t.equal(await get(b, last, store), 403, 'R8 on B: listing off')
+  t.equal(await get(b, last, '/api/v1/projects/p1/keys'), 403, 'listing on B: off')
+  t.equal((await b.inject({ method: 'PUT', url: `${store}/k`, headers: bearer(last), payload: 'w' })).statusCode, 428, 'a write without a precondition on B: 428')
+  t.equal((await b.inject({ method: 'DELETE', url: `${store}/k`, headers: bearer(last) })).statusCode, 428)
+  t.same((await b.inject({ method: 'GET', url: '/api/v1/projects/p1', headers: bearer(last) })).json().data.security, { keys_and_values_discoverable: false, require_conditional_writes: true })
+  // And back on B: A, which holds its own change, lists again (a refusal is confirmed with Redis before it is answered).
+  t.equal((await b.inject({ method: 'PUT', url: '/api/v1/projects/p1', headers: { ...bearer(last), ...json }, payload: { security: { keys_and_values_discoverable: true, require_conditional_writes: false } } })).statusCode, 200)
+  t.equal(await get(a, last, store), 200, 'R8 on A: listing on again')
+  t.equal(await get(a, last, '/api/v1/projects/p1/keys'), 200, 'listing on A: on again')
+  t.equal((await a.inject({ method: 'PUT', url: `${store}/k`, headers: bearer(last), payload: 'w' })).statusCode, 200, 'a write without a precondition on A: 200 again')
   // Deleted on A: B (projects not discoverable there) answers as for a wrong key, A 404.
   t.equal((await a.inject({ method: 'DELETE', url: '/api/v1/projects/p1', headers: sys })).statusCode, 200)
-  t.equal(await get(b, fresh), 401, 'B: deleted, and not discoverable: 401')
-  t.equal(await get(a, fresh), 404, 'A: 404')
+  t.equal(await get(b, last), 401, 'B: deleted, and not discoverable: 401')
+  t.equal(await get(a, last), 404, 'A: 404')
   // Created again on A under the same id: B's old store is gone, the new project's key works on B.
   const again = (await a.inject({ method: 'POST', url: '/api/v1/projects', headers: { ...sys, ...json }, payload: { id: 'p1' } })).json().data.new_api_key as string
-  t.equal(await get(b, fresh), 401, 'the key of the deleted project: refused')
+  t.equal(await get(b, last), 401, 'the key of the deleted project: refused')
   t.equal(await get(b, again), 404, 'the new project is empty')
   t.equal((await b.inject({ method: 'PUT', url: `${store}/k`, headers: bearer(again), payload: 'new life' })).statusCode, 200)
   t.equal((await a.inject({ method: 'GET', url: `${store}/k/value`, headers: bearer(again) })).body, 'new life')
