@@ -245,3 +245,12 @@ t.test('one round trip a request: a change made on another instance is caught by
   t.equal((await b.inject({ method: 'PUT', url: `${store}/k`, headers: bearer(again), payload: 'new life' })).statusCode, 200)
   t.equal((await a.inject({ method: 'GET', url: `${store}/k/value`, headers: bearer(again) })).body, 'new life')
 })
+
+t.test('a Redis that refuses CONFIG GET (as managed services do): durability unknown, with a warning', async t => {
+  const redis = await startRedis({ t, extraArgs: ['--rename-command', 'CONFIG', ''] })
+  const log: string[] = []
+  const { app } = await build(t, { config: redisConfig(redis.url, uniquePrefix()), log })
+  t.ok(log.some(l => l.includes('cannot read the configuration of Redis')), 'warned')
+  t.same((await app.inject({ method: 'GET', url: '/status', headers: sys })).json().System.storage, { engine: 'redis', durability: 'unknown' })
+  t.equal((await app.inject({ method: 'PUT', url: `${store}/k`, headers: proj, payload: 'v' })).statusCode, 200, 'and serves')
+})
