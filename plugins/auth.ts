@@ -155,6 +155,8 @@ export default fp(async (fastify) => {
       done()
       return
     }
+    // An address over its failure limit gets 429 without costing Redis a read.
+    if (limited(request, done)) return
     fastify.kv.reload(id).then(project => { admit(project, id, request, done) }, (err: unknown) => { done(err as Error) })
   })
 

@@ -254,3 +254,19 @@ t.test('a Redis that refuses CONFIG GET (as managed services do): durability unk
   t.same((await app.inject({ method: 'GET', url: '/status', headers: sys })).json().System.storage, { engine: 'redis', durability: 'unknown' })
   t.equal((await app.inject({ method: 'PUT', url: `${store}/k`, headers: proj, payload: 'v' })).statusCode, 200, 'and serves')
 })
+
+t.test('wrong keys on a project this instance holds: counted, then 429 without a Redis read', async t => {
+  const redis = await startRedis({ t })
+  const { app } = await build(t, { config: redisConfig(redis.url, uniquePrefix(), c => { c.system!.security = { max_auth_failures: 3, auth_failure_window_seconds: 60 } }) })
+  t.equal((await app.inject({ method: 'GET', url: `${store}/k`, headers: proj })).statusCode, 404, 'p1 is held')
+  for (let i = 0; i < 3; i++) t.equal((await app.inject({ method: 'GET', url: `${store}/k`, headers: bearer(`wrong-${i}`) })).statusCode, 401)
+  const hgets = async (): Promise<number> => Number(/cmdstat_hget:calls=(\d+)/.exec(await redis.cli('INFO', 'commandstats'))?.[1] ?? 0)
+  const before = await hgets()
+  for (let i = 0; i < 5; i++) {
+    const res = await app.inject({ method: 'GET', url: `${store}/k`, headers: bearer(`flood-${i}`) })
+    t.equal(res.statusCode, 429)
+    t.ok(Number(res.headers['retry-after']) > 0)
+  }
+  t.equal(await hgets(), before, 'the flood read nothing from Redis')
+  t.equal((await app.inject({ method: 'GET', url: `${store}/k`, headers: proj })).statusCode, 404, 'the good key still works')
+})
