@@ -125,7 +125,7 @@ export interface Registry {
    * The project as the storage holds it now, after a store refused a request
    * with StaleProjectError (the project changed since the request was checked).
    */
-  reload: (id: string) => Promise<Project | undefined>
+  reload: (id: string, repair?: boolean) => Promise<Project | undefined>
   /** The projects this instance has open (every project, for the local registry). */
   projects: () => Iterable<Project>
   /** Every project's settings, keyed by id, without ids or secrets. */

@@ -34,6 +34,22 @@ const CATALOG_REFRESH_MS = 5000
 /** A compare-and-swap of a catalog entry that lost a race is tried again this many times. */
 const SWAP_ATTEMPTS = 20
 
+/**
+ * The second step of a change already made (raising cfg, removing a deleted
+ * store's keys): tried a few times; if Redis stays away the change stands and
+ * the step is left to the instances' catalog refresh and reads.
+ */
+async function settle (step: () => Promise<void>): Promise<void> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await step()
+      return
+    } catch {
+      await new Promise(resolve => setTimeout(resolve, 100 * (attempt + 1)))
+    }
+  }
+}
+
 function parseEntry (raw: string): CatalogEntry {
   return JSON.parse(raw) as CatalogEntry
 }
@@ -148,14 +164,14 @@ export class SharedRegistry implements Registry {
   }
 
   /**
-   * The project as Redis holds it now. Also raises the store's copy of the
-   * entry's version, in case the instance that changed the entry stopped
-   * before it did.
+   * The project as Redis holds it now. With `repair` (a store refused a request
+   * as stale) it also raises the store's copy of the entry's version, in case
+   * the instance that changed the entry could not.
    */
-  async reload (id: string): Promise<Project | undefined> {
+  async reload (id: string, repair = false): Promise<Project | undefined> {
     const raw = await this.#redis.call(async () => await this.#redis.client.hget(this.#catalog, id))
     const project = this.#adopt(id, raw)
-    if (project !== undefined) await this.#raiseCfg(project.entry)
+    if (project !== undefined && repair) await this.#raiseCfg(project.entry)
     return project
   }
 
@@ -193,7 +209,8 @@ export class SharedRegistry implements Registry {
 
   async deleteProject (id: string): Promise<void> {
     const removed = await this.#change(id, () => null)
-    await this.#redis.call(async () => await this.#redis.client.unlink(...scriptKeys(storeKeys(this.#prefix, id, removed.epoch))))
+    // The project is deleted once its entry is gone; its store's keys go now (retried, see settle).
+    await settle(async () => { await this.#redis.call(async () => await this.#redis.client.unlink(...scriptKeys(storeKeys(this.#prefix, id, removed.epoch)))) })
     this.#adopt(id, null)
   }
 
@@ -241,7 +258,9 @@ export class SharedRegistry implements Registry {
       const text = replacement === null ? '' : JSON.stringify(replacement)
       if (await this.#redis.catalog('skvCatalogSwap', this.#catalog, [id, raw, text]) === 1) {
         this.#adopt(id, replacement === null ? null : text)
-        if (replacement !== null) await this.#raiseCfg(replacement)
+        // The change is made: the client gets its answer (its new key) even if Redis fails now; an
+        // instance that reads the entry raises cfg too, and every instance reads it within CATALOG_REFRESH_MS.
+        if (replacement !== null) await settle(async () => { await this.#raiseCfg(replacement) })
         return entry
       }
     }

@@ -126,7 +126,7 @@ export default fp(async (fastify) => {
 
   fastify.decorate('kvRecheck', async function (request: FastifyRequest): Promise<Project> {
     const { id } = request.params as { id: string }
-    const project = await fastify.kv.reload(id)
+    const project = await fastify.kv.reload(id, true)
     request.kvProject = null
     await new Promise<void>((resolve, reject) => {
       admit(project, id, request, err => { if (err === undefined || err === null) resolve(); else reject(err) })

@@ -152,12 +152,16 @@ t.test('Redis away: 503 in the envelope with Retry-After, nothing half-written; 
 
 t.test('a full Redis (maxmemory, noeviction) refuses writes with 507 and keeps serving reads', async t => {
   const redis = await startRedis({ maxmemory: '3mb', maxmemoryPolicy: 'noeviction', t })
-  const { app } = await build(t, { config: redisConfig(redis.url, uniquePrefix()) })
+  const log: string[] = []
+  const { app } = await build(t, { config: redisConfig(redis.url, uniquePrefix()), log })
   t.equal((await app.inject({ method: 'PUT', url: `${store}/first`, headers: proj, payload: 'kept' })).statusCode, 200)
   const big = 'x'.repeat(200_000)
   let status = 200
   for (let i = 0; i < 100 && status === 200; i++) status = (await app.inject({ method: 'PUT', url: `${store}/big${i}`, headers: proj, payload: big })).statusCode
   t.equal(status, 507, 'a write past maxmemory is 507')
+  t.ok(log.some(l => l.includes('out of memory')), 'the failure is logged')
+  t.notOk(log.some(l => l.includes('x'.repeat(100))), 'without the command\'s arguments (the value)')
+  t.notOk(log.some(l => l.includes(PROJECT_KEY)), 'nor the key')
   t.equal((await app.inject({ method: 'GET', url: `${store}/first/value`, headers: proj })).body, 'kept')
 })
 
@@ -269,4 +273,14 @@ t.test('wrong keys on a project this instance holds: counted, then 429 without a
   }
   t.equal(await hgets(), before, 'the flood read nothing from Redis')
   t.equal((await app.inject({ method: 'GET', url: `${store}/k`, headers: proj })).statusCode, 404, 'the good key still works')
+})
+
+t.test('a transaction whose thousands of checks fail answers 409 naming each (no Lua stack limit)', async t => {
+  const redis = await sharedRedis()
+  const { app } = await build(t, { config: redisConfig(redis.url, uniquePrefix(), c => { c.system!.limits = { max_txn_checks: 5000 } }) })
+  const checks = Array.from({ length: 4000 }, (_, i) => ({ key: `k${i}`, exists: true }))
+  const res = await app.inject({ method: 'POST', url: '/api/v1/projects/p1/txn', headers: { ...proj, ...json }, payload: { checks, ops: [{ op: 'set', key: 'x', value: 1 }] } })
+  t.equal(res.statusCode, 409)
+  t.equal(res.json().data.failed.length, 4000)
+  t.same(res.json().data.failed[3999], { index: 3999, key: 'k3999', etag: null })
 })

@@ -141,6 +141,8 @@ export class RedisConnection {
     try {
       return await fn()
     } catch (err) {
+      // ioredis attaches the command and its arguments (values, key hashes) to its errors: never log them.
+      if (err !== null && typeof err === 'object' && 'command' in err) delete (err as { command?: unknown }).command
       throw asDomainError(err, this.settings.url)
     }
   }
@@ -209,6 +211,8 @@ const RETRY_LATER = /^(LOADING|CLUSTERDOWN|TRYAGAIN|READONLY|MASTERDOWN|BUSY|NOR
  * a defect and stays as it is.
  */
 export function asDomainError (err: unknown, url: string): unknown {
+  // A defect in our code is not an outage: it stays a 500.
+  if (err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError || err instanceof ReferenceError) return err
   const message = (err as Error)?.message ?? String(err)
   const name = (err as Error)?.name
   if (name === 'ReplyError') {

@@ -14,6 +14,10 @@ import type { StoreScript } from './scripts.js'
 
 /** Most keys one reclaim round removes (one revision); the next round follows at once. */
 const RECLAIM_SLICE = 1000
+/** Keys per script call when the whole store is read (R8). */
+const ENTRIES_PAGE = 1000
+/** A whole-store read that saw the store change between its pages is made again at most this often in all. */
+const ENTRIES_ATTEMPTS = 5
 /** How often a store looks for due keys when it knows of none: other instances may have set some. */
 const RECLAIM_POLL_MS = 1000
 
@@ -203,14 +207,27 @@ export class RedisEngine implements KvEngine {
     return { entries, more: reply[2] === '1', revision: { epoch: this.epoch, rev: Number(reply[1]) } }
   }
 
+  /**
+   * Every live record in key order, read ENTRIES_PAGE at a time. The pages
+   * form one state of the store when every page saw the same revision; a
+   * store written meanwhile is read again, up to ENTRIES_ATTEMPTS times, and
+   * under constant writes the last read is answered (docs/storage.md).
+   */
   async entries (): Promise<Array<[string, KvRecord]>> {
-    const out: Array<[string, KvRecord]> = []
-    let after: string | undefined
-    for (;;) {
-      const page = await this.list({ after, limit: 1000 })
-      out.push(...page.entries)
-      if (!page.more) return out
-      after = page.entries[page.entries.length - 1][0]
+    for (let attempt = 1; ; attempt++) {
+      const out: Array<[string, KvRecord]> = []
+      let after: string | undefined
+      let rev: number | undefined
+      let consistent = true
+      for (;;) {
+        const page = await this.list({ after, limit: ENTRIES_PAGE })
+        if (rev === undefined) rev = page.revision.rev
+        else if (page.revision.rev !== rev) consistent = false
+        out.push(...page.entries)
+        if (!page.more) break
+        after = page.entries[page.entries.length - 1][0]
+      }
+      if (consistent || attempt === ENTRIES_ATTEMPTS) return out
     }
   }
 

@@ -249,7 +249,11 @@ for i = 1, tonumber(ARGV[1]) do
     failed[#failed + 1] = etag(r)
   end
 end
-if #failed > 0 then return { 'conflict', unpack(failed) } end
+if #failed > 0 then
+  local out = { 'conflict' }
+  for i = 1, #failed do out[i + 1] = failed[i] end
+  return out
+end
 local nops = tonumber(ARGV[p])
 p = p + 1
 local ops = {}
