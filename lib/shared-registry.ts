@@ -127,9 +127,13 @@ export class SharedRegistry implements Registry {
       const warnings = [...durability.warnings]
       const generated = await registry.#systemKey()
       const configured = config.config.projects ?? []
-      const first = await redis.call(async () => await redis.client.set(seededKey(registry.#prefix), new Date().toISOString(), 'NX'))
-      if (first === 'OK') {
+      // Marked seeded only once every project is in: a start that died half-way is finished by the
+      // next one. Each project is created by compare-and-swap, so instances seeding at once create it
+      // once, and only the one that created it shows its new key.
+      const seeded = await redis.call(async () => await redis.client.get(seededKey(registry.#prefix)))
+      if (seeded === null) {
         for (const project of configured) generated.push(...await registry.#seed(project))
+        await redis.call(async () => await redis.client.set(seededKey(registry.#prefix), new Date().toISOString(), 'NX'))
       } else if (configured.length > 0) {
         warnings.push(`config.json lists ${configured.length} project(s) (${configured.map(p => p.id).join(', ')}); with the Redis engine projects live in Redis, which holds its own list since it was first seeded, so the list in config.json is ignored`)
       }

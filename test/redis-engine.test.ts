@@ -284,3 +284,23 @@ t.test('a transaction whose thousands of checks fail answers 409 naming each (no
   t.equal(res.json().data.failed.length, 4000)
   t.same(res.json().data.failed[3999], { index: 3999, key: 'k3999', etag: null })
 })
+
+t.test('seeding that stopped half-way is finished by the next start; instances seeding at once create each project once', async t => {
+  const redis = await sharedRedis()
+  const prefix = uniquePrefix()
+  const two = (c: KvConfig): void => { c.projects!.push({ id: 'p2', authentication: { enabled: true } }) }
+  // Two instances start together on a Redis never seeded: p2 has no key, so each would make one.
+  const generated: Array<Array<{ id: string }>> = [[], []]
+  const [a, b] = await Promise.all([0, 1].map(async i => (await build(t, { config: redisConfig(redis.url, prefix, two), app: { onGeneratedKeys: keys => { generated[i].push(...keys) } } })).app))
+  const shown = [...generated[0], ...generated[1]].filter(k => k.id === 'p2') as Array<{ id: string, key: string }>
+  t.equal(shown.length, 1, 'one new key for p2 is shown, by the instance that created it')
+  for (const app of [a, b]) t.equal((await app.inject({ method: 'GET', url: '/api/v1/projects/p2/store', headers: bearer(shown[0].key) })).statusCode, 200)
+  // A seeding that died after p1: the marker is not set, so the next start adds p2.
+  const half = uniquePrefix()
+  const first = await build(t, { config: redisConfig(redis.url, half) })
+  await redis.cli('DEL', `${half}:seeded`)
+  await first.app.close()
+  const next = await build(t, { config: redisConfig(redis.url, half, c => { c.projects!.push({ id: 'p3', authentication: { enabled: false } }) }) })
+  t.equal((await next.app.inject({ method: 'PUT', url: '/api/v1/projects/p3/store/k', payload: 'v' })).statusCode, 200, 'the project left out is seeded')
+  t.equal(await redis.cli('EXISTS', `${half}:seeded`), '1', 'and the dataset is marked seeded')
+})
