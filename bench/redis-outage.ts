@@ -6,13 +6,13 @@
 // `npm run build && node dist/bench/redis-outage.js [flags]`; 127.0.0.1 only,
 // every process stopped at the end, the whole run bounded by a watchdog.
 
-import { Agent, request } from 'node:http'
+import { Agent } from 'node:http'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { PROJECT_KEY, testConfig, writeConfig } from '../test/support/app.js'
-import { freePort, HOST } from '../test/support/net.js'
+import { freePort, HOST, httpRequest } from '../test/support/net.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../test/support/redis.js'
 import { makeTempDir, type Teardown } from '../test/support/temp.js'
 import { installCleanupHandlers, registerTempDir, spawnChild, stopChild, waitForOk } from './proc.js'
@@ -81,29 +81,9 @@ interface Answer {
 }
 
 async function send (agent: Agent, port: number, method: string, path: string, body?: string): Promise<Answer> {
-  return await new Promise((resolve, reject) => {
-    const req = request({
-      host: HOST,
-      port,
-      method,
-      path,
-      agent,
-      timeout: REQUEST_TIMEOUT_MS,
-      headers: {
-        authorization: `Bearer ${PROJECT_KEY}`,
-        ...(body === undefined ? {} : { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
-      }
-    }, res => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body: text }) })
-      res.on('error', reject)
-    })
-    req.on('timeout', () => { req.destroy(new Error(`no answer after ${REQUEST_TIMEOUT_MS} ms`)) })
-    req.on('error', reject)
-    req.end(body)
-  })
+  const headers: Record<string, string> = { authorization: `Bearer ${PROJECT_KEY}`, ...(body === undefined ? {} : { 'content-type': 'text/plain' }) }
+  const reply = await httpRequest(port, method, path, headers, body, { agent, timeoutMs: REQUEST_TIMEOUT_MS })
+  return { status: reply.status, retryAfter: reply.headers['retry-after'] as string | undefined, body: reply.body }
 }
 
 /** Answers counted in one second of the run. */

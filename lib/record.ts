@@ -10,9 +10,9 @@ export function jsonType (value: unknown): JsonType {
   return 'object'
 }
 
-/** UTF-8 length of a string, or of the compact JSON text of any other value. */
-export function sizeBytes (value: JsonValue): number {
-  return Buffer.byteLength(typeof value === 'string' ? value : JSON.stringify(value), 'utf8')
+/** UTF-8 length of a string, or of the compact JSON text of any other value (`json`, when the caller has it already). */
+export function sizeBytes (value: JsonValue, json?: string): number {
+  return Buffer.byteLength(typeof value === 'string' ? value : json ?? JSON.stringify(value), 'utf8')
 }
 
 export function nowSeconds (): number {

@@ -272,10 +272,6 @@ export class LocalRegistry implements Registry {
     return this.#projects.size
   }
 
-  project (id: string): Project | undefined {
-    return this.#projects.get(id)
-  }
-
   resolve (id: string): Project | undefined {
     return this.#projects.get(id)
   }

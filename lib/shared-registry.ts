@@ -50,7 +50,7 @@ async function settle (step: () => Promise<void>): Promise<void> {
   }
 }
 
-function parseEntry (raw: string): CatalogEntry {
+function parseCatalogEntry (raw: string): CatalogEntry {
   return JSON.parse(raw) as CatalogEntry
 }
 
@@ -256,7 +256,7 @@ export class SharedRegistry implements Registry {
       const current = this.#adopt(id, raw)
       if (seen !== undefined && current !== seen) throw new StaleProjectError(id)
       if (raw === null) throw projectNotFound(id)
-      const entry = parseEntry(raw)
+      const entry = parseCatalogEntry(raw)
       const replacement = await next(entry)
       if (replacement !== null) replacement.v = (entry.v ?? 0) + 1
       const text = replacement === null ? '' : JSON.stringify(replacement)
@@ -320,7 +320,7 @@ export class SharedRegistry implements Registry {
       return undefined
     }
     if (known !== undefined && known.raw === raw) return known.project
-    const entry = parseEntry(raw)
+    const entry = parseCatalogEntry(raw)
     const sameAuth = known !== undefined && JSON.stringify(known.project.entry.config.authentication) === JSON.stringify(entry.config.authentication)
     const auth = sameAuth ? known.project.auth : new ScopeAuth(entry.config.authentication)
     const keys = storeKeys(this.#prefix, id, entry.epoch)

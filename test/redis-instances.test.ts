@@ -1,10 +1,9 @@
-import { request } from 'node:http'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import type { KvConfig } from '../lib/config.js'
 import { PROJECT_KEY, SYSTEM_KEY, testConfig, writeConfig } from './support/app.js'
-import { HOST } from './support/net.js'
+import { HOST, httpRequest } from './support/net.js'
 import { runCli, ServerProcess } from './support/process.js'
 import { startRedis, uniquePrefix, type RedisServer } from './support/redis.js'
 import { tempDir } from './support/temp.js'
@@ -34,36 +33,16 @@ interface Reply {
   json: any
 }
 
-/** One request on a fresh connection (no pooled socket outlives a killed server). */
+/** One request on a fresh connection (no pooled socket outlives a killed server), its body parsed when it is JSON. */
 async function call (port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Reply> {
-  return await new Promise((resolve, reject) => {
-    const req = request({
-      host: HOST,
-      port,
-      method,
-      path,
-      agent: false,
-      timeout: REQUEST_TIMEOUT_MS,
-      headers: { ...headers, ...(body === undefined ? {} : { 'content-length': Buffer.byteLength(body) }) }
-    }, res => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => {
-        let json: unknown
-        try {
-          json = JSON.parse(text)
-        } catch {
-          json = undefined
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, json })
-      })
-      res.on('error', reject)
-    })
-    req.on('timeout', () => { req.destroy(new Error(`no answer after ${REQUEST_TIMEOUT_MS} ms`)) })
-    req.on('error', reject)
-    req.end(body)
-  })
+  const reply = await httpRequest(port, method, path, headers, body, { timeoutMs: REQUEST_TIMEOUT_MS })
+  let json: unknown
+  try {
+    json = JSON.parse(reply.body)
+  } catch {
+    json = undefined
+  }
+  return { ...reply, json }
 }
 
 const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` })

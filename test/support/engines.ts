@@ -67,14 +67,6 @@ export async function engineUnderTest (kind: EngineKind): Promise<EngineUnderTes
   }
 }
 
-/** The test config on the local engine, p1 on disk or memory-only, with `more` applied. */
-export function engineConfig (onDisk: boolean, more: (c: KvConfig) => void = () => {}): KvConfig {
-  return testConfig(c => {
-    c.projects![0].storage = { on_disk: onDisk }
-    more(c)
-  })
-}
-
 /** A test run once on each engine of `kinds` (default: disk, memory and Redis). */
 export function onEveryEngine (name: string, fn: (t: Test, engine: EngineUnderTest) => Promise<void>, kinds: readonly EngineKind[] = ENGINES): void {
   for (const kind of kinds) {

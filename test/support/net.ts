@@ -1,4 +1,4 @@
-import { request, type Agent } from 'node:http'
+import { request, type Agent, type IncomingHttpHeaders } from 'node:http'
 import { createServer } from 'node:net'
 
 /** Every server the tests and the bench start listens here, and only here. */
@@ -24,6 +24,7 @@ export async function freePort (): Promise<number> {
 
 export interface HttpReply {
   status: number
+  headers: IncomingHttpHeaders
   body: string
 }
 
@@ -49,7 +50,7 @@ export async function httpRequest (port: number, method: string, path: string, h
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body: text }) })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }) })
       res.on('error', reject)
     })
     req.on('timeout', () => { req.destroy(new Error(`no answer after ${opts.timeoutMs ?? 0} ms`)) })

@@ -111,7 +111,7 @@ export class RedisEngine implements KvEngine {
 
   async set (key: string, value: JsonValue, options: SetOptions = {}): Promise<KvRecord> {
     const json = JSON.stringify(value)
-    const size = sizeBytes(value)
+    const size = sizeBytes(value, json)
     if (size > this.#limits.maxValueBytes) throw new LimitExceededError(`Value is larger than the maximum of ${this.#limits.maxValueBytes} bytes`)
     const reply = await this.#run('skvSet', [
       key, json, size, jsonType(value), tagList(options.ifMatch), tagList(options.ifNoneMatch), ...expiryArgs(options.expiry),
@@ -163,10 +163,11 @@ export class RedisEngine implements KvEngine {
         args.push('delete', op.key, '', 0, '', 'clear', '0', '')
         continue
       }
-      const size = sizeBytes(op.value)
+      const json = JSON.stringify(op.value)
+      const size = sizeBytes(op.value, json)
       if (size > this.#limits.maxValueBytes) throw new LimitExceededError(`Value of key '${op.key}' is larger than the maximum of ${this.#limits.maxValueBytes} bytes`)
       if (op.expiry !== undefined && op.expiry.kind !== 'clear') expiring = true
-      args.push('set', op.key, JSON.stringify(op.value), size, jsonType(op.value), ...expiryArgs(op.expiry), nonce())
+      args.push('set', op.key, json, size, jsonType(op.value), ...expiryArgs(op.expiry), nonce())
     }
     args.push(this.#limit(this.#limits.maxKeys), this.#limit(this.#limits.maxBytes))
     const reply = await this.#run('skvTxn', args)

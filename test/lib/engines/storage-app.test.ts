@@ -144,7 +144,7 @@ t.test('start-up: a corrupt journal stops it naming file and line; a torn tail i
   const { registry, warnings } = await LocalRegistry.open(config)
   t.equal(warnings.length, 1)
   t.match(warnings[0], /line 2: dropped a torn last line/)
-  t.equal((await registry.project('p1')?.store.get('a'))?.value, 'A')
+  t.equal((await registry.resolve('p1')?.store.get('a'))?.value, 'A')
   await registry.close()
   t.same(readdirSync(storage).sort(), ['p1_store.json', 'p1_store.meta'])
 })
